@@ -1,0 +1,181 @@
+"""Analyse: turn the marts into results.json (contract.md schema_version 1).
+
+Counts come from SQL (sql/marts/); this module adds the statistics of plan section 8, the
+reference comparisons of section 4 and the small-cell suppression of section 7. It reads only
+aggregate marts, never row-level tables, so nothing it returns identifies a patient.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from pipelines.config import Config
+from pipelines.seeds import read_seed
+from pipelines.stats import binomial_p_value, is_small_cell, katz_ratio, wilson_interval
+
+SCHEMA_VERSION = 1
+ABNORMALITIES = ("hypokalemia", "hyponatremia", "hypophosphatemia", "hypocalcemia")
+DIRECTIONS = ("abnormality_given_hypomg", "hypomg_given_abnormality", "abnormality_given_normomg")
+WINDOWS = ("same_draw", "24h")
+LEVELS = ("result", "patient")
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict[str, Any]]:
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def references_for(direction: str, abnormality: str) -> list[dict[str, Any]]:
+    """Reference sets (seed reference_sets) that measured this direction."""
+    return [
+        {"set": r["reference_set"], "value": float(r["value"]), "citation": r["citation"]}
+        for r in read_seed("reference_sets")
+        if r["direction"] == direction and r["abnormality"] == abnormality
+    ]
+
+
+def proportion(numerator: int, denominator: int, min_cell_size: int) -> dict[str, Any]:
+    """A rate with its Wilson interval, or the suppressed form with null counts and rates."""
+    if is_small_cell(numerator, denominator, min_cell_size):
+        return {"numerator": None, "denominator": None, "prevalence": None, "ci_low": None,
+                "ci_high": None, "suppressed": True}
+    low, high = wilson_interval(numerator, denominator)
+    return {
+        "numerator": numerator,
+        "denominator": denominator,
+        "prevalence": numerator / denominator if denominator else None,
+        "ci_low": low,
+        "ci_high": high,
+        "suppressed": False,
+    }
+
+
+def cooccurrence_rows(con: duckdb.DuckDBPyConnection, min_cell: int) -> list[dict[str, Any]]:
+    marts = {
+        (r["abnormality"], r["direction"], r["window_name"], r["level"]): r
+        for r in rows(con, "SELECT * FROM mart_cooccurrence")
+    }
+    out = []
+    for abnormality in ABNORMALITIES:
+        for direction in DIRECTIONS:
+            for window in WINDOWS:
+                for level in LEVELS:
+                    m = marts[(abnormality, direction, window, level)]
+                    num, den, idx = m["numerator"], m["denominator"], m["index_count"]
+                    row = {"abnormality": abnormality, "direction": direction, "window": window,
+                           "level": level, **proportion(num, den, min_cell)}
+                    tested = None
+                    if direction == "hypomg_given_abnormality":
+                        tested = den / idx if idx else None
+                        if row["suppressed"] or is_small_cell(den, idx, min_cell):
+                            tested = None
+                    row["mg_tested_fraction"] = tested
+                    row["references"] = [
+                        {"set": ref["set"], "value": ref["value"],
+                         "p_value": None if row["suppressed"] else binomial_p_value(num, den, ref["value"])}
+                        for ref in references_for(direction, abnormality)
+                    ]
+                    out.append(_order(row))
+    return out
+
+
+def _order(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("abnormality", "direction", "window", "level", "numerator", "denominator", "prevalence",
+            "ci_low", "ci_high", "mg_tested_fraction", "references", "suppressed")
+    return {k: row[k] for k in keys}
+
+
+def prevalence_ratio_rows(cooc: list[dict[str, Any]], con, min_cell: int) -> list[dict[str, Any]]:
+    """Hypo- vs normomagnesemia prevalence of each abnormality, Katz log 95% interval."""
+    counts = {
+        (r["abnormality"], r["direction"], r["window_name"], r["level"]): r
+        for r in rows(con, "SELECT * FROM mart_cooccurrence")
+    }
+    out = []
+    for abnormality in ABNORMALITIES:
+        for window in WINDOWS:
+            for level in LEVELS:
+                hypo = counts[(abnormality, "abnormality_given_hypomg", window, level)]
+                normo = counts[(abnormality, "abnormality_given_normomg", window, level)]
+                suppressed = is_small_cell(hypo["numerator"], hypo["denominator"], min_cell) or is_small_cell(
+                    normo["numerator"], normo["denominator"], min_cell
+                )
+                ratio, low, high = (None, None, None) if suppressed else katz_ratio(
+                    hypo["numerator"], hypo["denominator"], normo["numerator"], normo["denominator"]
+                )
+                out.append({"abnormality": abnormality, "window": window, "level": level, "ratio": ratio,
+                            "ci_low": low, "ci_high": high, "suppressed": suppressed})
+    return out
+
+
+def sensitivity_rows(con: duckdb.DuckDBPyConnection, min_cell: int) -> list[dict[str, Any]]:
+    out = []
+    for m in rows(
+        con,
+        "SELECT * FROM mart_sensitivity ORDER BY abnormality, hypocalcemia_definition NULLS FIRST, "
+        "threshold_mg_dl, window_name DESC",
+    ):
+        out.append({
+            "abnormality": m["abnormality"],
+            "mg_threshold_mg_dl": m["threshold_mg_dl"],
+            "window": m["window_name"],
+            "hypocalcemia_definition": m["hypocalcemia_definition"],
+            **proportion(m["numerator"], m["denominator"], min_cell),
+        })
+    return out
+
+
+def counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    acc = {r["input_table"]: r for r in rows(
+        con,
+        "SELECT input_table, sum(rows_read) AS read, sum(rows_loaded) AS loaded, "
+        "sum(rows_out_of_scope) AS out_of_scope, sum(rows_quarantined) AS quarantined "
+        "FROM mart_row_accounting GROUP BY input_table",
+    )}
+    labs = acc.get("labs", {})
+    meds = acc.get("medications", {})
+    mg = rows(con, "SELECT count(*) AS n, count(*) FILTER (WHERE is_hypomagnesemia) AS low "
+                   "FROM int_lab_flags WHERE analyte = 'MG'")[0]
+    patients = con.execute("SELECT count(DISTINCT patient_id) FROM int_lab_results").fetchone()[0]
+    return {
+        "lab_rows_read": int(labs.get("read") or 0),
+        "lab_rows_loaded": int(labs.get("loaded") or 0),
+        "lab_rows_out_of_scope": int(labs.get("out_of_scope") or 0),
+        "lab_rows_quarantined": int(labs.get("quarantined") or 0),
+        "med_rows_read": int(meds.get("read") or 0),
+        "med_rows_loaded": int(meds.get("loaded") or 0),
+        "med_rows_quarantined": int(meds.get("quarantined") or 0),
+        "patients": int(patients),
+        "mg_results": int(mg["n"]),
+        "hypomg_results": int(mg["low"]),
+    }
+
+
+def build_results(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, Any]:
+    """The whole results.json document."""
+    min_cell = config.privacy.min_cell_size
+    cooc = cooccurrence_rows(con, min_cell)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "parameters": config.to_dict(),
+        "counts": counts(con),
+        "cooccurrence": cooc,
+        "prevalence_ratios": prevalence_ratio_rows(cooc, con, min_cell),
+        "sensitivity": sensitivity_rows(con, min_cell),
+        "audit": empty_audit(),
+        "exposures": [],
+    }
+
+
+def empty_audit() -> dict[str, Any]:
+    """Placeholder shape until the audit models exist (issue: magnesium-check audit)."""
+    return {
+        "overall": {"episodes": 0, "mg_checked": 0, "rate": None, "ci_low": None, "ci_high": None,
+                    "low_mg_episodes": 0, "mg_repleted": 0, "refractory_episodes": 0,
+                    "refractory_mg_checked": 0},
+        "by_month": [],
+        "by_severity": [],
+        "by_care_unit": [],
+    }

@@ -1,0 +1,136 @@
+"""The `hypomag` command (contract.md): run, demo, validate, serve, generate.
+
+User errors (bad config, missing file or column, unreadable values) print one line naming the
+file, column and row, and exit 2; a blocking expectation failure exits 1; no traceback for either.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from pipelines.errors import HypomagError
+from pipelines.paths import DATA_SAMPLES_DIR
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="hypomag: hypomagnesemia and its co-occurring electrolyte abnormalities in lab data.",
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+SOURCE_HELP = "Input layout: generic (labs + medications CSV/Parquet), mimic-iv or omop."
+
+
+def _run_flow(source: str, input_dir: Path, config: Optional[Path], db: Path, out_dir: Path) -> Path:
+    from pipelines.flows import hypomag_pipeline
+
+    published = hypomag_pipeline(
+        source=source, input_dir=str(input_dir), config_path=str(config) if config else None,
+        db_path=str(db), out_dir=str(out_dir),
+    )
+    return Path(published)
+
+
+def _summary(published: Path) -> None:
+    results = json.loads((published / "results.json").read_text())
+    c = results["counts"]
+    out.print(
+        f"[bold green]hypomag finished.[/] Lab rows read {c['lab_rows_read']:,}, loaded {c['lab_rows_loaded']:,}, "
+        f"out of scope {c['lab_rows_out_of_scope']:,}, quarantined {c['lab_rows_quarantined']:,}; "
+        f"{c['patients']:,} patients, {c['mg_results']:,} magnesium results ({c['hypomg_results']:,} low)."
+    )
+    out.print(f"Report:  {published / 'report.html'}")
+    out.print(f"Results: {published / 'results.json'}")
+
+
+@app.command()
+def run(
+    source: str = typer.Option(..., "--source", help=SOURCE_HELP),
+    input_dir: Path = typer.Option(..., "--input", help="Folder holding the input tables."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration (defaults: the analysis plan)."),
+    db: Path = typer.Option(Path("out/hypomag.duckdb"), "--db", help="DuckDB database file to (re)build."),
+    out_dir: Path = typer.Option(Path("out/run"), "--out", help="Folder for report.html, results.json, ..."),
+) -> None:
+    """One full run as a Prefect flow: ingest, validate, normalise, flag, analyse, report."""
+    _summary(_run_flow(source, input_dir, config, db, out_dir))
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("out/demo"), "--out", help="Folder for the demo's outputs."),
+) -> None:
+    """Run the pipeline on the bundled data_samples/ with an embedded DuckDB file."""
+    published = _run_flow("generic", DATA_SAMPLES_DIR, None, out_dir.with_name(out_dir.name + ".duckdb"), out_dir)
+    _summary(published)
+
+
+@app.command()
+def validate(
+    source: str = typer.Option(..., "--source", help=SOURCE_HELP),
+    input_dir: Path = typer.Option(..., "--input", help="Folder holding the input tables."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration."),
+) -> None:
+    """Run only the Great Expectations suites on the input and print a summary."""
+    from pipelines.validate import validate_only
+
+    summary = validate_only(source, input_dir, config)
+    for suite in summary["suites"]:
+        for e in suite["expectations"]:
+            mark = "[green]pass[/]" if e["success"] else ("[red]FAIL[/]" if e["blocking"] else "[yellow]warn[/]")
+            out.print(f"{mark}  {suite['suite']}: {e['expectation']} {e.get('column') or ''} "
+                      f"(unexpected: {e.get('unexpected_count', 0)})")
+
+
+@app.command()
+def serve(config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration (schedule).")) -> None:
+    """Serve the nightly Prefect deployment (cron from the config, default 0 2 * * *)."""
+    from pipelines.deploy import serve_nightly
+
+    serve_nightly(config)
+
+
+@app.command()
+def generate(
+    patients: int = typer.Option(..., "--patients", min=1, help="Number of synthetic patients."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same files)."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write labs and medications into."),
+    fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
+) -> None:
+    """Write a synthetic de-identified data set in the generic format."""
+    from pipelines.generate import generate as make
+
+    written = make(patients=patients, seed=seed, out_dir=out_dir, fmt=fmt)
+    for path, n in written.items():
+        out.print(f"wrote {n:,} rows to {path}")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and the contract's exit code."""
+    try:
+        app(standalone_mode=False)
+    except HypomagError as exc:
+        err.print(f"[red]hypomag: error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("hypomag: aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive as ClickException
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The pipeline as a Prefect flow: it reads as the table of contents of a run.
+
+ingest -> validate -> normalise -> flag -> analyse -> validate marts -> report -> publish.
+Each task is a thin wrapper over a step in pipelines/steps.py; the flow only orchestrates.
+With no Prefect server configured, running the flow starts Prefect's temporary local API in
+process (no server to start by hand).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# A fresh machine's first temporary API migrates its database; give it time (default 20 s).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from pipelines import steps, validate  # noqa: E402
+from pipelines.config import Config, load_config  # noqa: E402
+from pipelines.steps import Run  # noqa: E402
+
+# The run object carries an open DuckDB connection: tasks are never cached or persisted.
+step = task(cache_policy=NO_CACHE, persist_result=False)
+
+
+@step
+def prepare(run: Run) -> Run:
+    """Open a database beside the published one and write the run's parameters."""
+    return steps.prepare(run)
+
+
+@step(retries=2, retry_delay_seconds=[2, 10])
+def ingest(run: Run) -> Run:
+    """Read the source files into raw text tables (retried: input shares can blink)."""
+    return steps.ingest_step(run)
+
+
+@step
+def validate_raw(run: Run) -> Run:
+    """Great Expectations on the raw input tables."""
+    return validate.validate_raw(run)
+
+
+@step
+def normalise(run: Run) -> Run:
+    """Every row's fate, canonical units, quarantine."""
+    return steps.normalise_step(run)
+
+
+@step
+def validate_normalised(run: Run) -> Run:
+    """Great Expectations on the normalised results and the row accounting."""
+    return validate.validate_normalised(run)
+
+
+@step
+def flag(run: Run) -> Run:
+    """Abnormality flags and partner windows."""
+    return steps.flag_step(run)
+
+
+@step
+def analyse(run: Run) -> Run:
+    """Marts and statistics."""
+    return steps.analyse_step(run)
+
+
+@step
+def validate_marts(run: Run) -> Run:
+    """Great Expectations on the marts' invariants."""
+    return validate.validate_marts(run)
+
+
+@step
+def report(run: Run) -> Run:
+    """results.json, manifest.json, validation.json, report.html and restricted/ (not yet published)."""
+    return steps.write_outputs(run)
+
+
+@step
+def publish(run: Run) -> str:
+    """Swap the new database and outputs in by rename."""
+    return str(steps.publish(run))
+
+
+@flow(name="hypomag-pipeline", validate_parameters=False, log_prints=True)
+def hypomag_pipeline(
+    source: str = "generic",
+    input_dir: str = "data_samples",
+    config_path: str | None = None,
+    db_path: str = "out/hypomag.duckdb",
+    out_dir: str = "out/run",
+) -> str:
+    """One full run; returns the folder the outputs were published to."""
+    config: Config = load_config(config_path)
+    run = Run(source=source, input_dir=Path(input_dir), config=config,
+              db_path=Path(db_path), out_dir=Path(out_dir))
+    try:
+        run = prepare(run)
+        run = ingest(run)
+        run = validate_raw(run)
+        run = normalise(run)
+        run = validate_normalised(run)
+        run = flag(run)
+        run = analyse(run)
+        run = validate_marts(run)
+        run = report(run)
+        return publish(run)
+    except BaseException:
+        steps.abandon(run)
+        raise

@@ -1,0 +1,225 @@
+"""`hypomag generate`: a deterministic synthetic data set in the generic format.
+
+Vectorised (numpy + polars) and written in chunks of patients, so 100M lab rows never sit in
+memory at once. Each patient has a few blood draws; a draw carries a chemistry panel (Mg with
+K/Na/PHOS/Ca and sometimes albumin) and sometimes a blood-gas ionized calcium. A latent
+"magnesium-depleted" state, drawn per patient with probability `hypomg_share`, lowers magnesium
+and makes low K/PHOS/Ca more likely, so hypomagnesemia co-occurs with the other abnormalities.
+Units are mixed (mg/dL, mmol/L, mEq/L), analytes are named by canonical names or LOINC codes, and
+a small share of rows is made faulty on purpose (censored, non-numeric, implausible, duplicated,
+missing patient, bad timestamp, unknown unit, out-of-scope analyte or fluid) so that every
+quarantine path is exercised. Drug orders cover every class of analysis-plan section 6.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from pipelines.errors import InputError
+
+CHUNK_PATIENTS = 20_000
+START = np.datetime64("2024-01-01T00:00:00", "s")
+SPAN_DAYS = 700
+
+# analyte: (share of draws measured, normal mean, normal sd, depleted mean, depleted sd) in canonical units
+PANEL = {
+    "MG": (0.6, 0.86, 0.10, 0.62, 0.09),
+    "K": (0.95, 4.05, 0.45, 3.45, 0.50),
+    "NA": (0.95, 139.0, 4.0, 135.5, 5.0),
+    "PHOS": (0.5, 1.10, 0.20, 0.85, 0.25),
+    "CA": (0.7, 2.30, 0.12, 2.12, 0.16),
+    "ALB": (0.35, 35.0, 6.0, 32.0, 6.0),
+}
+ICA = (0.12, 1.18, 0.07, 1.10, 0.08)
+# analyte: [(code written, unit written, divide canonical by, decimals, weight)]
+WRITTEN = {
+    "MG": [("MG", "mg/dL", 0.4114, 1, 0.45), ("19123-9", "mg/dL", 0.4114, 1, 0.15), ("2601-3", "mmol/L", 1, 2, 0.25),
+           ("mg", "mEq/L", 0.5, 2, 0.15)],
+    "K": [("K", "mEq/L", 1, 1, 0.6), ("2823-3", "mmol/L", 1, 1, 0.4)],
+    "NA": [("NA", "mEq/L", 1, 0, 0.6), ("2951-2", "mmol/L", 1, 0, 0.4)],
+    "PHOS": [("PHOS", "mg/dL", 0.3229, 1, 0.6), ("14879-1", "mmol/L", 1, 2, 0.4)],
+    "CA": [("CA", "mg/dL", 0.2495, 1, 0.6), ("2000-8", "mmol/L", 1, 2, 0.3), ("17861-6", "mg/dL", 0.2495, 1, 0.1)],
+    "ALB": [("ALB", "g/dL", 10, 1, 0.7), ("1751-7", "g/L", 1, 0, 0.3)],
+    "ICA": [("ICA", "mmol/L", 1, 2, 1.0)],
+}
+DRUGS = [
+    ("Furosemide", "C03CA01", 0.30), ("Bumetanide", "C03CA02", 0.03), ("Hydrochlorothiazide", "C03AA03", 0.10),
+    ("Metolazone", "C03BA08", 0.02), ("Pantoprazole Sodium", "A02BC02", 0.30), ("Omeprazole 20mg", "A02BC01", 0.10),
+    ("Gentamicin Sulfate", "J01GB03", 0.04), ("Amphotericin B", "J02AA01", 0.01), ("Cisplatin", "L01XA01", 0.01),
+    ("Tacrolimus", "L04AD02", 0.03), ("Magnesium Sulfate", "B05XA05", 0.25), ("Magnesium Oxide 400 mg", "A12CC10", 0.08),
+    ("Magnesium Citrate", "A06AD19", 0.02), ("Potassium Chloride", "B05XA01", 0.30), ("Potassium Citrate", "A12BA02", 0.02),
+    ("Acetaminophen", "N02BE01", 0.40), ("Heparin", "B01AB01", 0.30),
+]
+FAULTS = {  # share of lab rows made faulty, by kind
+    "censored": 0.002, "non_numeric": 0.003, "implausible": 0.001, "duplicate": 0.002,
+    "missing_patient": 0.0005, "bad_timestamp": 0.0005, "unknown_unit": 0.0005,
+}
+OUT_OF_SCOPE_SHARE = 0.02  # glucose rows and urine potassium
+
+
+def _fmt_times(seconds: np.ndarray) -> np.ndarray:
+    stamps = (START + seconds.astype("timedelta64[s]")).astype(str)
+    return np.char.replace(stamps, "T", " ")
+
+
+def _lab_chunk(rng: np.random.Generator, first_patient: int, n_patients: int, hypomg_share: float) -> pl.DataFrame:
+    pids = np.arange(first_patient, first_patient + n_patients)
+    depleted = rng.random(n_patients) < hypomg_share
+    draws = rng.poisson(4, n_patients) + 1
+    draw_patient = np.repeat(np.arange(n_patients), draws)
+    base = rng.integers(0, SPAN_DAYS * 86400, n_patients)
+    gaps = rng.exponential(10 * 3600, draw_patient.size).astype(np.int64)
+    starts = np.r_[0, np.cumsum(draws)[:-1]]
+    cum = np.cumsum(gaps)
+    draw_time = base[draw_patient] + cum - np.repeat(cum[starts], draws)
+    draw_time -= draw_time % 60
+    draw_ids = np.arange(draw_patient.size)
+
+    frames = []
+    for analyte, spec in [*PANEL.items(), ("ICA", ICA)]:
+        share, mean, sd, dmean, dsd = spec
+        present = rng.random(draw_patient.size) < share
+        idx = draw_ids[present]
+        pat = draw_patient[idx]
+        dep = depleted[pat]
+        canonical = np.where(dep, rng.normal(dmean, dsd, idx.size), rng.normal(mean, sd, idx.size))
+        low, high = {"MG": (0.25, 2.0), "K": (1.8, 7.5), "NA": (110, 165), "PHOS": (0.2, 3.0),
+                     "CA": (1.2, 3.4), "ALB": (12, 55), "ICA": (0.6, 1.6)}[analyte]
+        canonical = np.clip(canonical, low, high)
+        options = WRITTEN[analyte]
+        choice = rng.choice(len(options), idx.size, p=[o[4] for o in options])
+        codes = np.array([o[0] for o in options])[choice]
+        units = np.array([o[1] for o in options])[choice]
+        divisor = np.array([o[2] for o in options], dtype=float)[choice]
+        decimals = np.array([o[3] for o in options])[choice]
+        reported = canonical / divisor
+        values = np.where(decimals == 0, np.round(reported, 0), np.where(decimals == 1, np.round(reported, 1),
+                                                                         np.round(reported, 2)))
+        times = draw_time[idx] + (rng.integers(-20, 20, idx.size) * 60 if analyte == "ICA" else 0)
+        specimen = np.char.add("S", idx.astype(str)) if analyte != "ICA" else np.char.add("G", idx.astype(str))
+        frames.append(pl.DataFrame({
+            "patient_id": np.char.add("P", pids[pat].astype(str)),
+            "t": times.astype(np.int64),
+            "analyte": codes,
+            "value": values.astype(str),
+            "unit": units,
+            "specimen_id": specimen,
+            "fluid": np.where(analyte == "ICA", "whole blood", np.where(rng.random(idx.size) < 0.5, "serum", "")),
+        }))
+    labs = pl.concat(frames)
+    n = labs.height
+    # out-of-scope rows: glucose and urine potassium
+    extra = max(1, int(n * OUT_OF_SCOPE_SHARE))
+    take = rng.integers(0, n, extra)
+    oos = labs[take].with_columns(
+        analyte=pl.Series(np.where(rng.random(extra) < 0.7, "GLU", "K")),
+        value=pl.Series(np.round(rng.normal(110, 20, extra), 0).astype(str)),
+        unit=pl.lit("mg/dL"),
+        fluid=pl.Series(np.where(rng.random(extra) < 0.7, "serum", "urine")),
+    )
+    labs = pl.concat([labs, oos])
+    labs = _inject_faults(rng, labs)
+    labs = labs.sort(["patient_id", "t", "specimen_id", "analyte"])
+    return labs.with_columns(collected_at=pl.Series(_fmt_times(labs["t"].to_numpy()))).select(
+        "patient_id", "collected_at", "analyte", "value", "unit", "specimen_id", "fluid"
+    )
+
+
+def _inject_faults(rng: np.random.Generator, labs: pl.DataFrame) -> pl.DataFrame:
+    n = labs.height
+    kind = np.full(n, "", dtype=object)
+    u = rng.random(n)
+    edge = 0.0
+    for name, share in FAULTS.items():
+        kind[(u >= edge) & (u < edge + share)] = name
+        edge += share
+    value = labs["value"].to_numpy().astype(object)
+    unit = labs["unit"].to_numpy().astype(object)
+    pid = labs["patient_id"].to_numpy().astype(object)
+    t = labs["t"].to_numpy()
+    value[kind == "censored"] = "<0.5"
+    value[kind == "non_numeric"] = "HEMOLYZED"
+    value[kind == "implausible"] = "999"
+    unit[kind == "unknown_unit"] = "mg%"
+    pid[kind == "missing_patient"] = ""
+    out = labs.with_columns(value=pl.Series(value.astype(str)), unit=pl.Series(unit.astype(str)),
+                            patient_id=pl.Series(pid.astype(str)), t=pl.Series(t))
+    bad_ts = pl.Series(kind == "bad_timestamp")
+    dupes = out.filter(pl.Series(kind == "duplicate"))
+    out = pl.concat([out, dupes])
+    return out.with_columns(t=pl.when(pl.concat([bad_ts, pl.Series([False] * dupes.height)])).then(pl.lit(-1))
+                            .otherwise(pl.col("t")))
+
+
+def _med_chunk(rng: np.random.Generator, first_patient: int, n_patients: int) -> pl.DataFrame:
+    frames = []
+    for drug, atc, share in DRUGS:
+        has = rng.random(n_patients) < share
+        pids = np.arange(first_patient, first_patient + n_patients)[has]
+        start = rng.integers(0, SPAN_DAYS * 86400, pids.size)
+        start -= start % 60
+        stop = start + rng.integers(1, 96, pids.size) * 3600
+        frames.append(pl.DataFrame({
+            "patient_id": np.char.add("P", pids.astype(str)),
+            "s": start, "e": stop, "drug": [drug] * pids.size, "atc_code": [atc] * pids.size,
+            "route": np.where(rng.random(pids.size) < 0.5, "IV", "PO"),
+        }))
+    meds = pl.concat(frames).sort(["patient_id", "s", "drug"])
+    return meds.with_columns(
+        start_at=pl.Series(_fmt_times(meds["s"].to_numpy())), stop_at=pl.Series(_fmt_times(meds["e"].to_numpy()))
+    ).select("patient_id", "start_at", "stop_at", "drug", "route", "atc_code")
+
+
+class _Writer:
+    """Append chunks to one CSV or Parquet file."""
+
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.fmt, self.rows, self._pq, self._csv = path, fmt, 0, None, None
+
+    def write(self, df: pl.DataFrame) -> None:
+        if self.fmt == "parquet":
+            table = df.to_arrow()
+            if self._pq is None:
+                self._pq = pq.ParquetWriter(self.path, table.schema)
+            self._pq.write_table(table)
+        else:
+            if self._csv is None:
+                self._csv = open(self.path, "wb")
+                df.write_csv(self._csv, include_header=True)
+            else:
+                df.write_csv(self._csv, include_header=False)
+        self.rows += df.height
+
+    def close(self) -> None:
+        if self._pq is not None:
+            self._pq.close()
+        if self._csv is not None:
+            self._csv.close()
+
+
+def generate(patients: int, seed: int, out_dir: Path, fmt: str = "csv", hypomg_share: float = 0.15) -> dict[str, int]:
+    """Write labs.<fmt> and medications.<fmt> to out_dir; returns rows written per file."""
+    if fmt not in ("csv", "parquet"):
+        raise InputError(f"--format {fmt!r}: expected csv or parquet")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labs = _Writer(out_dir / f"labs.{fmt}", fmt)
+    meds = _Writer(out_dir / f"medications.{fmt}", fmt)
+    try:
+        for chunk, first in enumerate(range(0, patients, CHUNK_PATIENTS)):
+            n = min(CHUNK_PATIENTS, patients - first)
+            rng = np.random.default_rng([seed, chunk])
+            lab = _lab_chunk(rng, first + 1, n, hypomg_share)
+            lab = lab.with_columns(
+                collected_at=pl.when(pl.col("collected_at").str.starts_with("2023-12-31 23:59:59"))
+                .then(pl.lit("2024-13-45 25:61")).otherwise(pl.col("collected_at"))
+            )
+            labs.write(lab)
+            meds.write(_med_chunk(rng, first + 1, n))
+    finally:
+        labs.close()
+        meds.close()
+    return {str(labs.path): labs.rows, str(meds.path): meds.rows}

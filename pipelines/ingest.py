@@ -1,0 +1,187 @@
+"""Ingest: read source files into DuckDB raw tables, as text, one row per input row.
+
+Every input row lands in `raw_labs` / `raw_medications` with its source file and 1-based row
+number, all values as text (so nothing is lost to type guessing and sodium's `NA` stays a
+string). Deciding what each row *is* (loaded, out of scope, quarantined) is the staging models'
+job (sql/staging/); ingest only reads, maps column names and refuses direct identifiers.
+DuckDB reads the files itself, so a 13 GB CSV never passes through Python memory.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import duckdb
+
+from pipelines.errors import InputError
+
+LAB_REQUIRED = ("patient_id", "collected_at", "analyte", "value", "unit")
+LAB_OPTIONAL = ("result_id", "specimen_id", "encounter_id", "fluid", "care_unit")
+MED_REQUIRED = ("patient_id", "start_at", "drug")
+MED_OPTIONAL = ("stop_at", "route", "atc_code", "rxnorm_code", "dose", "dose_unit", "encounter_id")
+
+# Column names that name a direct identifier (plan section 7).
+IDENTIFIER_COLUMN = re.compile(
+    r"^(name|first_?name|last_?name|surname|given_?name|family_?name|full_?name|patient_?name"
+    r"|.*ssn.*|.*social_?security.*|.*phone.*|.*mobile.*|.*e_?mail.*|.*address.*|.*street.*)$",
+    re.IGNORECASE,
+)
+# Values that look like direct identifiers: e-mail, US SSN, phone number.
+IDENTIFIER_VALUES = {
+    "an e-mail address": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
+    "a social security number": r"^\s*[0-9]{3}-[0-9]{2}-[0-9]{4}\s*$",
+    "a phone number": r"^\s*(\+?1[ .-]?)?\(?[0-9]{3}\)?[ .-][0-9]{3}[ .-][0-9]{4}\s*$",
+}
+# Columns never scanned for identifier-like values (numbers and times only).
+NOT_SCANNED = {"collected_at", "value", "unit", "start_at", "stop_at", "dose", "dose_unit"}
+
+
+@dataclass
+class InputFile:
+    """One source file and its row count, as recorded in manifest.json."""
+
+    table: str
+    path: str
+    sha256: str
+    rows_read: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_table_file(input_dir: Path, stem: str) -> Path:
+    """`stem`.csv, .csv.gz or .parquet in `input_dir`; a clear error if none or several."""
+    candidates = [input_dir / f"{stem}{ext}" for ext in (".csv", ".csv.gz", ".parquet")]
+    found = [p for p in candidates if p.is_file()]
+    if not found:
+        names = ", ".join(p.name for p in candidates)
+        raise InputError(f"{input_dir}: input file not found (expected one of {names})")
+    if len(found) > 1:
+        raise InputError(f"{input_dir}: several {stem} files ({', '.join(p.name for p in found)}); keep one")
+    return found[0]
+
+
+def read_file_as_text(con: duckdb.DuckDBPyConnection, path: Path, into: str) -> list[str]:
+    """Load a CSV or Parquet file into table `into` (all columns text, plus `source_row`)."""
+    try:
+        if path.name.endswith(".parquet"):
+            cols = [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
+            select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in cols)
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {into} AS SELECT {select}, "
+                f"CAST(file_row_number + 1 AS BIGINT) AS source_row "
+                f"FROM read_parquet(?, file_row_number = true)",
+                [str(path)],
+            )
+        else:
+            # Insertion order is preserved, so rowid is the data row's position in the file.
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {into}_read AS SELECT * FROM read_csv(?, header = true, "
+                f"all_varchar = true, nullstr = '', sample_size = -1)",
+                [str(path)],
+            )
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {into} AS "
+                f"SELECT *, CAST(rowid + 1 AS BIGINT) AS source_row FROM {into}_read"
+            )
+            con.execute(f"DROP TABLE {into}_read")
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"{path}: cannot be read ({first})") from None
+    cols = [r[0] for r in con.execute(f"DESCRIBE {into}").fetchall()]
+    return [c for c in cols if c != "source_row"]
+
+
+def check_identifiers(con: duckdb.DuckDBPyConnection, path: Path, table: str, columns: list[str]) -> None:
+    """Refuse a file whose columns or values look like direct identifiers (plan section 7)."""
+    for col in columns:
+        if IDENTIFIER_COLUMN.match(col.strip()):
+            raise InputError(
+                f"{path}: column {col!r} looks like a direct identifier; inputs must be "
+                "de-identified (nothing was loaded)"
+            )
+    scanned = [c for c in columns if c not in NOT_SCANNED]
+    for col in scanned:
+        for what, pattern in IDENTIFIER_VALUES.items():
+            row = con.execute(
+                f'SELECT min(source_row) FROM {table} WHERE regexp_matches("{col}", ?)', [pattern]
+            ).fetchone()[0]
+            if row is not None:
+                raise InputError(
+                    f"{path}: row {row}, column {col!r} holds what looks like {what}; inputs "
+                    "must be de-identified (nothing was loaded)"
+                )
+
+
+def load_table(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    target: str,
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    mapping: dict[str, str] | None = None,
+) -> InputFile:
+    """Read one generic file and append it to `target` with canonical column names."""
+    mapping = mapping or {}
+    tmp = f"tmp_{target}"
+    columns = read_file_as_text(con, path, tmp)
+    check_identifiers(con, path, tmp, columns)
+    by_lower = {c.strip().lower(): c for c in columns}
+    select = []
+    for field in (*required, *optional):
+        source = mapping.get(field, field)
+        actual = by_lower.get(source.lower())
+        if actual is None and field in required:
+            raise InputError(
+                f"{path}: required column {source!r} is missing (columns found: {', '.join(columns)})"
+            )
+        select.append(f'"{actual}" AS {field}' if actual else f"CAST(NULL AS VARCHAR) AS {field}")
+    con.execute(
+        f"INSERT INTO {target} SELECT ? + source_row AS row_id, ? AS source_file, source_row, "
+        f"{', '.join(select)} FROM {tmp}",
+        [row_offset(con, target), str(path)],
+    )
+    rows = con.execute(f"SELECT count(*) FROM {tmp}").fetchone()[0]
+    con.execute(f"DROP TABLE {tmp}")
+    return InputFile(table=target, path=str(path), sha256=sha256_of(path), rows_read=rows)
+
+
+def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Empty raw tables: every field text, plus where each row came from."""
+    for table, fields in (
+        ("raw_labs", (*LAB_REQUIRED, *LAB_OPTIONAL)),
+        ("raw_medications", (*MED_REQUIRED, *MED_OPTIONAL)),
+    ):
+        cols = ", ".join(f"{f} VARCHAR" for f in fields)
+        con.execute(
+            f"CREATE OR REPLACE TABLE {table} (row_id BIGINT, source_file VARCHAR, source_row BIGINT, {cols})"
+        )
+
+
+def row_offset(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """The largest row_id so far, so that row ids stay unique across files."""
+    return con.execute(f"SELECT coalesce(max(row_id), 0) FROM {table}").fetchone()[0]
+
+
+def ingest_generic(con: duckdb.DuckDBPyConnection, input_dir: Path, columns: dict) -> list[InputFile]:
+    """The generic source: labs.(csv|csv.gz|parquet) and medications.(csv|csv.gz|parquet)."""
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise InputError(f"{input_dir}: input folder not found")
+    labs = find_table_file(input_dir, "labs")
+    meds = find_table_file(input_dir, "medications")
+    create_raw_tables(con)
+    return [
+        load_table(con, labs, "raw_labs", LAB_REQUIRED, LAB_OPTIONAL, columns.get("labs")),
+        load_table(con, meds, "raw_medications", MED_REQUIRED, MED_OPTIONAL, columns.get("medications")),
+    ]

@@ -1,0 +1,137 @@
+-- stg_lab_rows: the fate of every lab row read (analysis plan sections 1.1, 2 and "Row accounting").
+-- Grain: one row per input lab row (raw_labs), so read = loaded + out_of_scope + quarantined by
+-- construction. Each row gets status 'loaded', 'out_of_scope' or 'quarantined' and, if quarantined,
+-- exactly one reason, the first in the plan's order: missing_patient_id, bad_timestamp,
+-- non_numeric_value, unknown_unit, implausible_value, duplicate.
+-- Decisions where the plan is silent (README "Definitions"): scope is decided first, so a row of an
+-- analyte or fluid the analysis does not use is out of scope whatever else is wrong with it; a
+-- timestamp with a UTC offset is bad_timestamp (the pipeline works in naive local time).
+-- Analyte codes (seed analyte_codes): LOINC exactly, canonical names case-insensitively.
+-- Unit factors and plausible ranges come from the seeds unit_factors and analytes.
+with
+
+source_rows as (
+    select
+        r.row_id,
+        r.source_file,
+        r.source_row,
+        nullif(trim(r.patient_id), '') as patient_id,
+        trim(r.collected_at) as collected_at_text,
+        upper(trim(r.analyte)) as analyte_code,
+        trim(r.value) as value_text,
+        lower(trim(r.unit)) as unit_key,
+        trim(r.unit) as unit,
+        coalesce(nullif(trim(r.result_id), ''), cast(r.source_row as varchar)) as result_id,
+        nullif(trim(r.specimen_id), '') as specimen_id,
+        nullif(trim(r.encounter_id), '') as encounter_id,
+        coalesce(lower(trim(r.fluid)), '') as fluid_key,
+        nullif(trim(r.care_unit), '') as care_unit
+    from raw_labs as r
+),
+
+mapped as (
+    select
+        s.*,
+        c.analyte,
+        coalesce(nullif(c.code_fluid, ''), f.fluid_class, 'other') as fluid_class
+    from source_rows as s
+    left join ref_analyte_codes as c on c.code = s.analyte_code
+    left join ref_fluids as f on coalesce(f.fluid, '') = s.fluid_key
+),
+
+parsed as (
+    select
+        m.*,
+        case
+            when regexp_matches(m.collected_at_text, '^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?$')
+                then try_cast(replace(m.collected_at_text, 'T', ' ') as timestamp)
+        end as collected_at,
+        regexp_extract(m.value_text, '^(<=|>=|<|>)', 1) as censor_sign
+    from mapped as m
+),
+
+valued as (
+    select
+        p.*,
+        try_cast(trim(substr(p.value_text, length(p.censor_sign) + 1)) as double) as value_num
+    from parsed as p
+),
+
+converted as (
+    select
+        v.*,
+        u.factor,
+        v.value_num * u.factor as value_canonical,
+        a.plausible_low,
+        a.plausible_high,
+        (v.analyte is not null
+            and (v.fluid_class = 'serum_plasma' or (v.fluid_class = 'whole_blood' and v.analyte = 'ICA')))
+            as in_scope
+    from valued as v
+    left join ref_unit_factors as u on u.analyte = v.analyte and u.unit = v.unit_key
+    left join ref_analytes as a on a.analyte = v.analyte
+),
+
+first_fault as (
+    select
+        c.*,
+        case
+            when not c.in_scope then null
+            when c.patient_id is null then 'missing_patient_id'
+            when c.collected_at is null then 'bad_timestamp'
+            when c.value_num is null then 'non_numeric_value'
+            when c.factor is null then 'unknown_unit'
+            when not (c.value_canonical >= c.plausible_low and c.value_canonical <= c.plausible_high)
+                then 'implausible_value'
+        end as fault
+    from converted as c
+),
+
+deduplicated as (
+    select
+        f.*,
+        case
+            when f.in_scope and f.fault is null
+                then row_number() over (
+                    partition by f.in_scope, f.fault, f.patient_id, f.analyte, f.collected_at,
+                        f.value_num, f.unit_key, f.specimen_id
+                    order by f.row_id
+                )
+        end as copy_number
+    from first_fault as f
+),
+
+final as (
+    select
+        d.row_id,
+        d.source_file,
+        d.source_row,
+        case
+            when not d.in_scope then 'out_of_scope'
+            when d.fault is not null or d.copy_number > 1 then 'quarantined'
+            else 'loaded'
+        end as status,
+        case
+            when d.fault is not null then d.fault
+            when d.copy_number > 1 then 'duplicate'
+        end as reason,
+        d.patient_id,
+        d.collected_at_text,
+        d.collected_at,
+        d.analyte_code,
+        d.analyte,
+        d.fluid_class,
+        d.value_text,
+        d.value_num,
+        d.censor_sign <> '' as censored,
+        d.unit,
+        d.factor as unit_factor,
+        d.value_canonical,
+        d.result_id,
+        d.specimen_id,
+        d.encounter_id,
+        d.care_unit
+    from deduplicated as d
+)
+
+select * from final
