@@ -6,6 +6,7 @@ file, column and row, and exit 2; a blocking expectation failure exits 1; no tra
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Optional
@@ -13,7 +14,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from pipelines.errors import HypomagError
+from pipelines.errors import ConfigError, HypomagError, InputError
 from pipelines.paths import DATA_SAMPLES_DIR
 
 app = typer.Typer(
@@ -28,9 +29,43 @@ out = Console()
 SOURCE_HELP = "Input layout: generic (labs + medications CSV/Parquet), mimic-iv or omop."
 
 
+class _NoUserErrorTracebacks(logging.Filter):
+    """Prefect logs a failed task with its traceback; a user error needs only its one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], HypomagError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _quiet_user_errors() -> None:
+    loggers = [logging.getLogger()] + [
+        logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("prefect")
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, _NoUserErrorTracebacks) for f in handler.filters):
+                handler.addFilter(_NoUserErrorTracebacks())
+
+
+def _preflight(source: str, input_dir: Path, config: Optional[Path]) -> None:
+    """Fail fast, before any flow starts: the config and the input folder."""
+    from pipelines.config import load_config
+    from pipelines.steps import SOURCES
+
+    load_config(config)
+    if source not in SOURCES:
+        raise ConfigError(f"--source {source!r}: expected one of {', '.join(SOURCES)}")
+    if not input_dir.is_dir():
+        raise InputError(f"{input_dir}: input folder not found")
+
+
 def _run_flow(source: str, input_dir: Path, config: Optional[Path], db: Path, out_dir: Path) -> Path:
+    _preflight(source, input_dir, config)
     from pipelines.flows import hypomag_pipeline
 
+    _quiet_user_errors()
     published = hypomag_pipeline(
         source=source, input_dir=str(input_dir), config_path=str(config) if config else None,
         db_path=str(db), out_dir=str(out_dir),
@@ -112,24 +147,15 @@ def generate(
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and the contract's exit code."""
+    """Console entry point: user errors become one line on stderr and the contract's exit code.
+
+    Usage errors are Click's own (a usage line and exit code 2).
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except HypomagError as exc:
         err.print(f"[red]hypomag: error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("hypomag: aborted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors arrive as ClickException
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
 
 
 if __name__ == "__main__":
