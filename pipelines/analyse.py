@@ -153,6 +153,24 @@ def counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     }
 
 
+PROPORTION_COLUMNS = ("kind", "abnormality", "direction", "window", "level", "numerator", "denominator",
+                      "prevalence", "ci_low", "ci_high", "suppressed")
+
+
+def store_proportions(con: duckdb.DuckDBPyConnection, results: dict[str, Any]) -> None:
+    """Every published rate, back into DuckDB as `res_proportions`, so validation checks them in SQL."""
+    con.execute(
+        "CREATE OR REPLACE TABLE res_proportions (kind VARCHAR, abnormality VARCHAR, direction VARCHAR, "
+        "window_name VARCHAR, level VARCHAR, numerator BIGINT, denominator BIGINT, prevalence DOUBLE, "
+        "ci_low DOUBLE, ci_high DOUBLE, suppressed BOOLEAN)"
+    )
+    rows = [("cooccurrence", *(r[k] for k in PROPORTION_COLUMNS[1:])) for r in results["cooccurrence"]]
+    rows += [("sensitivity", r["abnormality"], r["hypocalcemia_definition"], r["window"], str(r["mg_threshold_mg_dl"]),
+              *(r[k] for k in PROPORTION_COLUMNS[5:])) for r in results["sensitivity"]]
+    if rows:
+        con.executemany(f"INSERT INTO res_proportions VALUES ({', '.join('?' for _ in PROPORTION_COLUMNS)})", rows)
+
+
 def build_results(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, Any]:
     """The whole results.json document."""
     min_cell = config.privacy.min_cell_size

@@ -115,12 +115,20 @@ def validate(
     """Run only the Great Expectations suites on the input and print a summary."""
     from pipelines.validate import validate_only
 
+    _preflight(source, input_dir, config)
     summary = validate_only(source, input_dir, config)
+    failed_blocking = 0
     for suite in summary["suites"]:
         for e in suite["expectations"]:
             mark = "[green]pass[/]" if e["success"] else ("[red]FAIL[/]" if e["blocking"] else "[yellow]warn[/]")
-            out.print(f"{mark}  {suite['suite']}: {e['expectation']} {e.get('column') or ''} "
-                      f"(unexpected: {e.get('unexpected_count', 0)})")
+            failed_blocking += (not e["success"]) and e["blocking"]
+            unexpected = "" if e["unexpected_count"] is None else f" (unexpected: {e['unexpected_count']:,})"
+            out.print(f"{mark}  {suite['suite']}.{e['id']}: {e['description']}{unexpected}", highlight=False)
+    total = sum(len(s["expectations"]) for s in summary["suites"])
+    passed = sum(e["success"] for s in summary["suites"] for e in s["expectations"])
+    out.print(f"{passed} of {total} expectations passed; {failed_blocking} blocking failure(s).")
+    if failed_blocking:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -73,6 +73,9 @@ class Validation:
     """Great Expectations gates (issue: validation that blocks bad loads)."""
 
     max_quarantine_fraction: float = 0.05
+    extract_at: str = ""  # ISO date-time of the extract; blank = the run's start (UTC)
+    make_blocking: tuple[str, ...] = ()  # expectation ids (meta.id) to make blocking
+    make_warning: tuple[str, ...] = ()  # expectation ids to downgrade to warnings
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,8 @@ class Config:
         out["analysis"]["sensitivity_mg_thresholds_mg_dl"] = list(
             self.analysis.sensitivity_mg_thresholds_mg_dl
         )
+        out["validation"]["make_blocking"] = list(self.validation.make_blocking)
+        out["validation"]["make_warning"] = list(self.validation.make_warning)
         out["canonical_thresholds"] = self.canonical_thresholds()
         return out
 
@@ -224,6 +229,13 @@ def _check_values(config: Config, path: Path) -> None:
     for name in ("same_draw_hours", "cooccurrence_hours"):
         if getattr(config.windows, name) < 0:
             raise ConfigError(f"{path}: windows.{name}: must be >= 0")
+    if config.validation.extract_at:
+        from datetime import datetime
+
+        try:
+            datetime.fromisoformat(config.validation.extract_at)
+        except ValueError:
+            raise ConfigError(f"{path}: validation.extract_at: not an ISO date-time: {config.validation.extract_at!r}") from None
     if len(config.schedule.cron.split()) != 5:
         raise ConfigError(f"{path}: schedule.cron: expected 5 fields, got {config.schedule.cron!r}")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -41,12 +42,19 @@ def create_parameter_tables(con: duckdb.DuckDBPyConnection, config: Config) -> N
         "exposure_default_seconds": config.audit.exposure_default_hours * hours,
         "albumin_reference_g_l": config.analysis.albumin_reference_g_l,
         "calcium_correction_per_g_l": config.analysis.calcium_correction_per_g_l,
+        "max_quarantine_fraction": config.validation.max_quarantine_fraction,
     }
+    extract_at = (
+        datetime.fromisoformat(config.validation.extract_at) if config.validation.extract_at
+        else datetime.now(timezone.utc).replace(tzinfo=None)
+    )
     columns = ", ".join(f"{name} DOUBLE" for name in values)
-    con.execute(f"CREATE OR REPLACE TABLE params ({columns}, hypocalcemia_definition VARCHAR)")
     con.execute(
-        f"INSERT INTO params VALUES ({', '.join('?' for _ in values)}, ?)",
-        [*values.values(), config.analysis.hypocalcemia_definition],
+        f"CREATE OR REPLACE TABLE params ({columns}, hypocalcemia_definition VARCHAR, extract_at TIMESTAMP)"
+    )
+    con.execute(
+        f"INSERT INTO params VALUES ({', '.join('?' for _ in values)}, ?, ?)",
+        [*values.values(), config.analysis.hypocalcemia_definition, extract_at],
     )
     con.execute("CREATE OR REPLACE TABLE param_mg_thresholds (threshold_mg_dl DOUBLE, threshold_mmol_l DOUBLE)")
     factor = unit_factor("MG", "mg/dl")

@@ -120,14 +120,17 @@ def analyse_step(run: Run) -> Run:
     started = time.perf_counter()
     models.build_models(run.con, models.MART_MODELS)
     run.results = analyse.build_results(run.con, run.config)
+    analyse.store_proportions(run.con, run.results)
     _timed(run, "analyse", started)
     return run
 
 
 def record_validation(run: Run, suite_result: dict[str, Any]) -> None:
     """Keep a suite's summary for validation.json; a blocking failure stops the run (exit 1)."""
+    from pipelines.validate import blocking_failures
+
     run.validation["suites"].append(suite_result)
-    blocking = [e for e in suite_result["expectations"] if not e["success"] and e["blocking"]]
+    blocking = blocking_failures(suite_result)
     if blocking:
         names = "; ".join(f"{e['expectation']} ({e.get('column') or suite_result['suite']})" for e in blocking)
         raise ValidationFailed(f"blocking expectation failed in suite {suite_result['suite']}: {names}")

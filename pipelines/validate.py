@@ -1,20 +1,224 @@
-"""Validate: Great Expectations suites (expectations/*.json) run inside DuckDB.
+"""Validate: the Great Expectations suites of expectations/*.json, executed as SQL inside DuckDB.
 
-Placeholder wiring for the validation issue: the flow calls these three entry points; until the
-suites exist each records nothing and blocks nothing.
+Each suite names its table and stage in its `meta` (raw, normalised, marts); each expectation is
+marked blocking or warning in its own `meta` (overridable with validation.make_blocking /
+make_warning). GX runs through its own SQL execution engine on the DuckDB file, so every check
+is a SQL query inside DuckDB and no table is copied into pandas.
+
+The adapter (why this module has an execution engine of its own): GX 1.24's
+`SqlAlchemyExecutionEngine.execute_query` returns a cursor result after its connection context
+has closed; duckdb-engine's rollback on close discards DuckDB's pending result, so every metric
+fails with "list index out of range" and every expectation is reported as failed, silently (GX
+issues #10738 and #11579; a native DuckDB engine is only an open PR, #12084). `_BufferedEngine`
+buffers the rows with SQLAlchemy's `Result.freeze()` while the connection is still open and
+hands GX an equivalent result; nothing else in GX changes, so the expectations keep GX's own
+semantics. It is pinned to the GX version it was tested on (tests/test_validate.py).
 """
 from __future__ import annotations
 
-from pipelines.steps import Run
+import gc
+import json
+from contextlib import contextmanager
+from functools import lru_cache
+from importlib.metadata import version
+from itertools import count
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Optional, Type
+
+from pipelines.paths import EXPECTATIONS_DIR
+
+if TYPE_CHECKING:
+    from pipelines.steps import Run
+
+TESTED_GX = "1.24"
+# Columns whose values are never shown as examples (they identify patients or their records).
+PRIVATE_COLUMNS = {"patient_id", "encounter_id", "specimen_id", "result_id", "source_row", "row_id"}
+EXAMPLES = 3
+_names = count()
 
 
-def validate_raw(run: Run) -> Run:
+def load_suites(stage: str | None = None) -> list[dict[str, Any]]:
+    """The suite documents of expectations/, optionally only one stage's."""
+    suites = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(EXPECTATIONS_DIR.glob("*.json"))]
+    return [s for s in suites if stage is None or s["meta"]["stage"] == stage]
+
+
+@lru_cache(maxsize=1)
+def _gx():
+    """Import GX once (2.5-5 s) and define the DuckDB adapter on first use."""
+    import great_expectations as gx
+    from great_expectations.datasource.fluent import SQLDatasource
+    from great_expectations.execution_engine import SqlAlchemyExecutionEngine
+
+    installed = version("great-expectations")
+    if not installed.startswith(TESTED_GX + "."):
+        raise RuntimeError(
+            f"great-expectations {installed} is installed; the DuckDB adapter in pipelines/validate.py "
+            f"was tested on {TESTED_GX}.x only (see pyproject.toml)"
+        )
+
+    class _BufferedEngine(SqlAlchemyExecutionEngine):
+        """Fetch each query's rows while the connection is open (GX #10738/#11579 on DuckDB)."""
+
+        def execute_query(self, query):  # type: ignore[override]
+            with self.get_connection() as connection:
+                result = self._execute_query_with_recovery(connection, query)
+                frozen = result.freeze()
+            return frozen()
+
+    class HypomagDuckDBDatasource(SQLDatasource):
+        """GX's SQL datasource on a DuckDB file, with the buffered execution engine."""
+
+        type: Literal["hypomag_duckdb"] = "hypomag_duckdb"
+        execution_engine_override: ClassVar[Optional[Type[SqlAlchemyExecutionEngine]]] = _BufferedEngine
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    return gx, context, HypomagDuckDBDatasource
+
+
+def _is_blocking(expectation: dict[str, Any], config) -> bool:
+    ident = expectation["meta"]["id"]
+    if ident in config.validation.make_blocking:
+        return True
+    if ident in config.validation.make_warning:
+        return False
+    return bool(expectation["meta"].get("blocking", False))
+
+
+def _examples(engine, suite: dict, expectation: dict, result: dict) -> list:
+    """A few example values of a failed expectation, never from an identifying column."""
+    kwargs = expectation["kwargs"]
+    if expectation["type"] == "unexpected_rows_expectation":
+        import sqlalchemy as sa
+
+        query = kwargs["unexpected_rows_query"].replace("{batch}", suite["meta"]["table"])
+        rows = engine.execute_query(sa.text(f"SELECT * FROM ({query}) AS unexpected LIMIT {EXAMPLES}"))
+        return [{n: (str(v) if v is not None else None) for n, v in r._mapping.items() if n not in PRIVATE_COLUMNS}
+                for r in rows.fetchall()]
+    columns = {kwargs.get("column"), *kwargs.get("column_list", []), kwargs.get("column_A"), kwargs.get("column_B")}
+    if columns & PRIVATE_COLUMNS:
+        return []
+    return [str(v) for v in (result.get("partial_unexpected_list") or [])[:EXAMPLES]]
+
+
+def run_suites(db_path: Path, stage: str, config) -> list[dict[str, Any]]:
+    """Run one stage's suites on a DuckDB file (no other connection may hold it) and summarise."""
+    gx, context, _ = _gx()
+    summaries = []
+    name = f"hypomag_{next(_names)}"
+    datasource = context.data_sources.add_hypomag_duckdb(name=name, connection_string=f"duckdb:///{db_path}")
+    engine = datasource.get_execution_engine()
+    try:
+        for suite_doc in load_suites(stage):
+            table = suite_doc["meta"]["table"]
+            asset = datasource.add_table_asset(name=suite_doc["name"], table_name=table)
+            batch = asset.add_batch_definition_whole_table("whole_table").get_batch()
+            suite = gx.ExpectationSuite(
+                name=suite_doc["name"],
+                expectations=[{"type": e["type"], "kwargs": e["kwargs"], "meta": e["meta"]}
+                              for e in suite_doc["expectations"]],
+                meta=suite_doc["meta"],
+            )
+            outcome = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20})
+            by_id = {r.expectation_config.meta["id"]: r for r in outcome.results}
+            rows = []
+            for e in suite_doc["expectations"]:
+                r = by_id[e["meta"]["id"]]
+                result = r.result or {}
+                error = (r.exception_info or {}).get("exception_message") if r.exception_info else None
+                unexpected = result.get("unexpected_count")
+                if e["type"] == "unexpected_rows_expectation":
+                    unexpected = result.get("observed_value")
+                kw = e["kwargs"]
+                rows.append({
+                    "id": e["meta"]["id"],
+                    "expectation": e["type"],
+                    "description": e["meta"].get("description", ""),
+                    "column": kw.get("column") or ",".join(kw.get("column_list", [])) or
+                    ",".join(c for c in (kw.get("column_A"), kw.get("column_B")) if c) or None,
+                    "success": bool(r.success),
+                    "blocking": _is_blocking(e, config),
+                    "unexpected_count": unexpected,
+                    "examples": [] if r.success else _examples(engine, suite_doc, e, result),
+                    "error": error,
+                })
+            summaries.append({"suite": suite_doc["name"], "table": table, "stage": stage, "expectations": rows})
+    finally:
+        # Release the DuckDB file: GX keeps one connection open, the pool may hold more.
+        if engine._connection is not None:
+            engine._connection.close()
+            engine._connection = None
+        engine.engine.dispose()
+        datasource.get_engine().dispose()
+        context.data_sources.delete(name)
+        gc.collect()
+    return summaries
+
+
+@contextmanager
+def _released(run: "Run") -> Iterator[Path]:
+    """GX cannot open a DuckDB file this process holds: close the run's connection meanwhile."""
+    from pipelines.db import connect
+
+    run.con.execute("CHECKPOINT")
+    run.con.close()
+    try:
+        yield run.building_db
+    finally:
+        run.con = connect(run.building_db, run.config)
+
+
+def _validate(run: "Run", stage: str) -> "Run":
+    from pipelines.steps import record_validation
+
+    with _released(run) as db:
+        summaries = run_suites(db, stage, run.config)
+    for summary in summaries:
+        record_validation(run, summary)
     return run
 
 
-def validate_normalised(run: Run) -> Run:
-    return run
+def validate_raw(run: "Run") -> "Run":
+    return _validate(run, "raw")
 
 
-def validate_marts(run: Run) -> Run:
-    return run
+def validate_normalised(run: "Run") -> "Run":
+    return _validate(run, "normalised")
+
+
+def validate_marts(run: "Run") -> "Run":
+    return _validate(run, "marts")
+
+
+def blocking_failures(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in summary["expectations"] if not e["success"] and e["blocking"]]
+
+
+def validate_only(source: str, input_dir: Path, config_path: Path | None) -> dict[str, Any]:
+    """`hypomag validate`: build the tables in a temporary database, run every suite, publish nothing.
+
+    Stops after the first stage with a blocking failure (later stages would check broken data).
+    """
+    import tempfile
+
+    from pipelines import steps
+    from pipelines.config import load_config
+
+    stages = (("raw", ()), ("normalised", (steps.normalise_step,)), ("marts", (steps.flag_step, steps.analyse_step)))
+    with tempfile.TemporaryDirectory(prefix="hypomag-validate-") as tmp:
+        run = steps.Run(source=source, input_dir=Path(input_dir), config=load_config(config_path),
+                        db_path=Path(tmp) / "validate.duckdb", out_dir=Path(tmp) / "out")
+        try:
+            steps.ingest_step(steps.prepare(run))
+            for stage, builders in stages:
+                for build in builders:
+                    build(run)
+                with _released(run) as db:
+                    summaries = run_suites(db, stage, run.config)
+                run.validation["suites"].extend(summaries)
+                if any(blocking_failures(s) for s in summaries):
+                    break
+        finally:
+            steps.abandon(run)
+    return run.validation

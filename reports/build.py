@@ -163,7 +163,15 @@ def write_report(
     provenance_rows += [[esc(k), esc(v), ""] for k, v in versions.items()]
     provenance_rows += [["started", esc(manifest["started_at"]), ""], ["finished", esc(manifest["finished_at"]), ""]]
 
-    failed = [e for s in validation.get("suites", []) for e in s["expectations"] if not e["success"]]
+    suites = validation.get("suites", [])
+    failed = [e for s in suites for e in s["expectations"] if not e["success"]]
+    validation_rows = [
+        [esc(s["suite"]), esc(e["description"]),
+         "pass" if e["success"] else ("FAIL (blocking)" if e["blocking"] else "warning"),
+         "" if e["unexpected_count"] is None else f"{e['unexpected_count']:,}",
+         esc("; ".join(str(x) for x in e.get("examples") or []))]
+        for s in suites for e in s["expectations"]
+    ]
     banner = ""
     if failed:
         banner = ("<div class='banner'><b>Data-quality warnings:</b> " + esc(len(failed)) +
@@ -201,6 +209,8 @@ def write_report(
         accounting_table=table(["table", "file", "read", "loaded", "out of scope", "quarantined"], accounting_rows,
                                numeric_from=2),
         quarantine_table=table(["table", "reason", "rows"], quarantine_rows, numeric_from=2),
+        validation_table=table(["suite", "expectation", "result", "unexpected", "examples"], validation_rows,
+                               numeric_from=3),
         methods=methods,
         parameters_table=table(["parameter", "value"], param_rows),
         references_list=references_list,

@@ -1,0 +1,169 @@
+"""Great Expectations validation (issue: validation that blocks bad loads): the DuckDB adapter,
+blocking gates that publish nothing, warnings that reach the report, checks run in DuckDB."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from builder import lab, med, write_generic
+from pipelines.config import Config
+from pipelines.db import connect, create_parameter_tables
+from pipelines.ingest import ingest_generic
+from pipelines.models import BUILD_ORDER, build_models
+from pipelines.validate import blocking_failures, run_suites, validate_only
+
+T = "2024-03-01 08:00"
+
+
+def good_labs(n=12):
+    rows = []
+    for i in range(n):
+        rows += [lab(f"p{i}", T, "MG", "1.5" if i % 2 else "2.0", "mg/dL", specimen_id=f"s{i}", result_id=f"{2 * i + 1}"),
+                 lab(f"p{i}", T, "K", "3.0", "mmol/L", specimen_id=f"s{i}", result_id=f"{2 * i + 2}")]
+    return rows
+
+
+def hypomag(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_stock_gx_sql_datasource_fails_on_duckdb_and_the_adapter_fixes_it(tmp_path):
+    """Documents the GX 1.24 bug the adapter exists for (GX #10738/#11579)."""
+    import great_expectations as gx
+
+    from pipelines.validate import _gx
+
+    db = tmp_path / "t.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE t AS SELECT i AS a FROM range(100) r(i)")
+    expectation = gx.expectations.ExpectColumnValuesToBeBetween(column="a", min_value=0, max_value=99)
+    _, context, _ = _gx()
+    stock = context.data_sources.add_sql(name="stock", connection_string=f"duckdb:///{db}")
+    stock_result = stock.add_table_asset(name="t", table_name="t").add_batch_definition_whole_table("b").get_batch().validate(expectation)
+    stock.get_execution_engine().engine.dispose()
+    stock.get_engine().dispose()
+    context.data_sources.delete("stock")
+    ours = context.data_sources.add_hypomag_duckdb(name="ours", connection_string=f"duckdb:///{db}")
+    our_result = ours.add_table_asset(name="t", table_name="t").add_batch_definition_whole_table("b").get_batch().validate(expectation)
+    ours.get_execution_engine().engine.dispose()
+    ours.get_engine().dispose()
+    context.data_sources.delete("ours")
+    assert stock_result.success is False
+    assert our_result.success is True
+    assert our_result.result["element_count"] == 100
+
+
+def build_file_db(tmp_path, labs, meds=(), config=None) -> Path:
+    config = config or Config()
+    folder = write_generic(tmp_path / "in", labs, meds)
+    path = tmp_path / "v.duckdb"
+    con = connect(path, config)
+    create_parameter_tables(con, config)
+    ingest_generic(con, folder, {})
+    build_models(con, BUILD_ORDER)
+    from pipelines.analyse import build_results, store_proportions
+
+    store_proportions(con, build_results(con, config))
+    con.close()
+    return path
+
+
+def ids(summaries, success=False):
+    return {e["id"] for s in summaries for e in s["expectations"] if e["success"] is success}
+
+
+def test_clean_load_passes_every_suite(tmp_path):
+    db = build_file_db(tmp_path, good_labs(), [med("p1", T, "Furosemide", stop="2024-03-02 08:00")])
+    failed = set()
+    for stage in ("raw", "normalised", "marts"):
+        failed |= ids(run_suites(db, stage, Config()))
+    assert failed == set()
+
+
+def test_a_broken_mart_invariant_blocks_and_examples_hide_patients(tmp_path):
+    db = build_file_db(tmp_path, good_labs())
+    with duckdb.connect(str(db)) as con:  # corrupt one flag the way a wrong threshold would
+        con.execute("UPDATE int_lab_flags SET is_hypomagnesemia = true WHERE analyte = 'MG' AND patient_id = 'p0'")
+        con.execute("UPDATE res_proportions SET prevalence = 0.5, ci_low = 0.6, ci_high = 0.7 WHERE rowid = 0")
+    summaries = run_suites(db, "marts", Config())
+    failures = {e["id"]: e for s in summaries for e in blocking_failures(s)}
+    assert set(failures) == {"flags_hypomagnesemia_below_threshold", "rates_ci_low_le_prevalence"}
+    flag = failures["flags_hypomagnesemia_below_threshold"]
+    assert flag["unexpected_count"] == 1
+    assert flag["examples"] == [{"analyte": "MG", "value_canonical": str(2.0 * 0.4114)}]
+    assert "p0" not in json.dumps(failures)
+
+
+def test_result_id_not_unique_within_a_file_is_blocking(tmp_path):
+    labs = good_labs()
+    labs[3]["result_id"] = labs[2]["result_id"]
+    db = build_file_db(tmp_path, labs)
+    failures = {e["id"] for s in run_suites(db, "normalised", Config()) for e in blocking_failures(s)}
+    assert failures == {"labs_result_id_unique_within_file"}
+
+
+def test_quarantine_fraction_gate_and_its_override(tmp_path):
+    # 24 in-scope rows, 2 quarantined: 8.3% > 5% (blocking); made a warning by config it passes.
+    labs = good_labs() + [lab("p1", T, "MG", "HEMOLYZED", "mg/dL", result_id="100"),
+                          lab("p2", T, "MG", "1.9", "mg%", result_id="101")]
+    db = build_file_db(tmp_path, labs)
+    failures = {e["id"] for s in run_suites(db, "normalised", Config()) for e in blocking_failures(s)}
+    assert failures == {"labs_quarantine_fraction"}
+    from pipelines.config import Validation
+
+    relaxed = Config(validation=Validation(make_warning=("labs_quarantine_fraction",)))
+    summaries = run_suites(db, "normalised", relaxed)
+    assert not any(blocking_failures(s) for s in summaries)
+    assert "labs_quarantine_fraction" in ids(summaries)
+
+
+def test_validate_command_reports_no_magnesium_as_blocking(tmp_path):
+    folder = write_generic(tmp_path / "in", [lab(f"p{i}", T, "K", "3.0", "mmol/L") for i in range(20)])
+    summary = validate_only("generic", folder, None)
+    failures = {e["id"] for s in summary["suites"] for e in blocking_failures(s)}
+    assert failures == {"results_has_magnesium"}
+    proc = hypomag("validate", "--source", "generic", "--input", str(folder), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "FAIL" in proc.stdout and "results_has_magnesium" in proc.stdout
+
+
+def test_blocking_failure_exits_1_and_publishes_nothing_new(tmp_path):
+    out, db = tmp_path / "out", tmp_path / "hm.duckdb"
+    good = write_generic(tmp_path / "good", good_labs())
+    first = hypomag("run", "--source", "generic", "--input", str(good), "--out", str(out), "--db", str(db), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {p: digest(p) for p in (out / "results.json", out / "report.html", out / "validation.json", db)}
+    labs = good_labs()
+    labs[3]["result_id"] = labs[2]["result_id"]
+    bad = write_generic(tmp_path / "bad", labs)
+    second = hypomag("run", "--source", "generic", "--input", str(bad), "--out", str(out), "--db", str(db), cwd=tmp_path)
+    assert second.returncode == 1, second.stderr[-3000:]
+    assert "labs_result_id_unique_within_file" in second.stderr or "compound_columns" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert {p: digest(p) for p in before} == before
+
+
+def test_warning_continues_and_shows_in_report(tmp_path):
+    out, db = tmp_path / "out", tmp_path / "hm.duckdb"
+    labs = good_labs() + [lab("from_the_future", "2999-01-01 08:00", "K", "4.0", "mmol/L", result_id="500")]
+    folder = write_generic(tmp_path / "in", labs)
+    proc = hypomag("run", "--source", "generic", "--input", str(folder), "--out", str(out), "--db", str(db), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    validation = json.loads((out / "validation.json").read_text())
+    failed = {e["id"]: e for s in validation["suites"] for e in s["expectations"] if not e["success"]}
+    assert set(failed) == {"results_not_in_future"}
+    assert failed["results_not_in_future"]["blocking"] is False
+    page = (out / "report.html").read_text()
+    assert "Data-quality warnings" in page and "no collection time after the extract date" in page
+    assert "from_the_future" not in page
