@@ -64,7 +64,8 @@ def test_quarantine_parquet_has_reason_and_source_row(demo_run):
     import duckdb
 
     out, _ = demo_run
-    rows = duckdb.sql(f"SELECT reason, source_row FROM '{out / 'demo' / 'restricted' / 'quarantine.parquet'}'").fetchall()
+    with duckdb.connect() as con:
+        rows = con.execute(f"SELECT reason, source_row FROM '{out / 'demo' / 'restricted' / 'quarantine.parquet'}'").fetchall()
     manifest = json.loads((out / "demo" / "manifest.json").read_text())
     assert len(rows) == sum(i["rows_quarantined"] for i in manifest["inputs"])
     assert all(r[0] and r[1] >= 1 for r in rows)

@@ -48,7 +48,8 @@ def test_parquet_output(tmp_path):
     import duckdb
 
     written = gen.generate(60, 3, tmp_path, fmt="parquet")
-    n = duckdb.execute(f"SELECT count(*) FROM '{tmp_path / 'labs.parquet'}'").fetchone()[0]
+    with duckdb.connect() as con:
+        n = con.execute(f"SELECT count(*) FROM '{tmp_path / 'labs.parquet'}'").fetchone()[0]
     assert n == written[str(tmp_path / "labs.parquet")]
 
 

@@ -210,10 +210,11 @@ def test_parquet_input_keeps_sodium_named_NA(tmp_path):
 
     folder = tmp_path / "in"
     folder.mkdir()
-    duckdb.sql(f"COPY (SELECT 'p1' AS patient_id, TIMESTAMP '{T}' AS collected_at, 'NA' AS analyte, "
-               f"140.0 AS value, 'mmol/L' AS unit) TO '{folder / 'labs.parquet'}'")
-    duckdb.sql(f"COPY (SELECT 'p1' AS patient_id, DATE '2024-03-01' AS start_at, 'KCl' AS drug) "
-               f"TO '{folder / 'medications.parquet'}'")
+    with duckdb.connect() as writer:
+        writer.execute(f"COPY (SELECT 'p1' AS patient_id, TIMESTAMP '{T}' AS collected_at, 'NA' AS analyte, "
+                       f"140.0 AS value, 'mmol/L' AS unit) TO '{folder / 'labs.parquet'}'")
+        writer.execute(f"COPY (SELECT 'p1' AS patient_id, DATE '2024-03-01' AS start_at, 'KCl' AS drug) "
+                       f"TO '{folder / 'medications.parquet'}'")
     con = _ingest(folder)
     from pipelines.models import build_models
 
