@@ -182,18 +182,113 @@ def build_results(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, A
         "cooccurrence": cooc,
         "prevalence_ratios": prevalence_ratio_rows(cooc, con, min_cell),
         "sensitivity": sensitivity_rows(con, min_cell),
-        "audit": empty_audit(),
-        "exposures": [],
+        "audit": audit(con, min_cell),
+        "exposures": exposures(con, min_cell),
+        # Additions to schema_version 1 (the contract allows adding): the report's other charts.
+        "testing_rate_references": testing_rate_references(),
+        "data_window": data_window(con),
+        "attrition": attrition(con, min_cell),
+        "quarantine_reasons": rows(
+            con, "SELECT input_table, reason, count(*) AS rows FROM int_quarantine GROUP BY ALL ORDER BY ALL"),
+        "mg_distribution": mg_distribution(con, min_cell),
     }
 
 
-def empty_audit() -> dict[str, Any]:
-    """Placeholder shape until the audit models exist (issue: magnesium-check audit)."""
+def _rate(numerator: int, denominator: int, min_cell: int, prefix: str = "") -> dict[str, Any]:
+    """A rate with its Wilson interval under `prefix` keys; null counts and rates if suppressed."""
+    p = proportion(numerator, denominator, min_cell)
+    return {f"{prefix}rate": p["prevalence"], f"{prefix}ci_low": p["ci_low"], f"{prefix}ci_high": p["ci_high"],
+            "suppressed": p["suppressed"]}
+
+
+def _audit_row(m: dict[str, Any], min_cell: int) -> dict[str, Any]:
+    checked = _rate(m["mg_checked"], m["episodes"], min_cell)
+    row = {"episodes": m["episodes"], "mg_checked": m["mg_checked"], **checked}
+    if checked["suppressed"]:
+        row["episodes"] = row["mg_checked"] = None
+    return row
+
+
+def audit(con: duckdb.DuckDBPyConnection, min_cell: int) -> dict[str, Any]:
+    """Magnesium-check audit measures (plan section 5) with Wilson intervals and suppression."""
+    marts = rows(con, "SELECT * FROM mart_audit ORDER BY grouping, group_value")
+    overall_mart = next((m for m in marts if m["grouping"] == "overall"), None) or {
+        "episodes": 0, "mg_checked": 0, "low_mg_episodes": 0, "mg_repleted": 0, "refractory_episodes": 0,
+        "refractory_mg_checked": 0}
+    overall = _audit_row(overall_mart, min_cell)
+    repleted = _rate(overall_mart["mg_repleted"], overall_mart["low_mg_episodes"], min_cell, "repleted_")
+    refractory = _rate(overall_mart["refractory_mg_checked"], overall_mart["refractory_episodes"], min_cell,
+                       "refractory_checked_")
+    overall.update({
+        "low_mg_episodes": None if repleted["suppressed"] else overall_mart["low_mg_episodes"],
+        "mg_repleted": None if repleted["suppressed"] else overall_mart["mg_repleted"],
+        "refractory_episodes": None if refractory["suppressed"] else overall_mart["refractory_episodes"],
+        "refractory_mg_checked": None if refractory["suppressed"] else overall_mart["refractory_mg_checked"],
+        **{k: v for k, v in repleted.items() if k != "suppressed"},
+        "repleted_suppressed": repleted["suppressed"],
+        **{k: v for k, v in refractory.items() if k != "suppressed"},
+        "refractory_suppressed": refractory["suppressed"],
+    })
+    out: dict[str, Any] = {"overall": overall, "by_month": [], "by_severity": [], "by_care_unit": []}
+    keys = {"month": ("by_month", "month"), "severity": ("by_severity", "severity"),
+            "care_unit": ("by_care_unit", "care_unit")}
+    for m in marts:
+        if m["grouping"] in keys:
+            section, name = keys[m["grouping"]]
+            out[section].append({name: m["group_value"], **_audit_row(m, min_cell)})
+    order = {"mild": 0, "moderate": 1, "severe": 2}
+    out["by_severity"].sort(key=lambda r: order.get(r["severity"], 9))
+    return out
+
+
+def exposures(con: duckdb.DuckDBPyConnection, min_cell: int) -> list[dict[str, Any]]:
+    """Hypomagnesemia among Mg results, exposed vs unexposed, per drug class (plan section 6)."""
+    out = []
+    for m in rows(con, "SELECT * FROM mart_exposures ORDER BY drug_class"):
+        suppressed = is_small_cell(m["exposed_hypomg"], m["exposed_mg_results"], min_cell) or is_small_cell(
+            m["unexposed_hypomg"], m["unexposed_mg_results"], min_cell)
+        counts_ = {k: (None if suppressed else m[k]) for k in
+                   ("exposed_mg_results", "exposed_hypomg", "unexposed_mg_results", "unexposed_hypomg")}
+        out.append({"class": m["drug_class"], **counts_, "suppressed": suppressed})
+    return out
+
+
+MG_BIN_MMOL_L = 0.05
+
+
+def testing_rate_references() -> list[dict[str, Any]]:
+    """Published magnesium-testing rates in hypokalemia (plan section 5), shown beside ours."""
+    return [{"reference": r["reference"], "population": r["population"], "rate": float(r["rate"]),
+             "citation": r["citation"]} for r in read_seed("testing_rate_references")]
+
+
+def data_window(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    first, last = con.execute("SELECT min(collected_at), max(collected_at) FROM int_lab_results").fetchone()
+    return {"first_collected_on": first.date().isoformat() if first else None,
+            "last_collected_on": last.date().isoformat() if last else None}
+
+
+def attrition(con: duckdb.DuckDBPyConnection, min_cell: int) -> list[dict[str, Any]]:
+    """Rows and patients at each step; counts of 1..min_cell-1 are suppressed like any cell."""
+    out = []
+    for r in rows(con, "SELECT step_order, step, row_count, patient_count FROM mart_attrition ORDER BY step_order"):
+        small = [is_small_cell(0, r[k], min_cell) for k in ("row_count", "patient_count")]
+        out.append({"step": r["step"], "rows": None if small[0] else r["row_count"],
+                    "patients": None if small[1] else r["patient_count"], "suppressed": any(small)})
+    return out
+
+
+def mg_distribution(con: duckdb.DuckDBPyConnection, min_cell: int) -> dict[str, Any]:
+    """Histogram of magnesium results (mmol/L, bins of 0.05); bins of 1..min_cell-1 suppressed."""
+    bins = rows(
+        con,
+        "SELECT floor(value_canonical / ?) AS bin, count(*) AS n FROM int_lab_flags WHERE analyte = 'MG' "
+        "GROUP BY 1 ORDER BY 1",
+        [MG_BIN_MMOL_L],
+    )
     return {
-        "overall": {"episodes": 0, "mg_checked": 0, "rate": None, "ci_low": None, "ci_high": None,
-                    "low_mg_episodes": 0, "mg_repleted": 0, "refractory_episodes": 0,
-                    "refractory_mg_checked": 0},
-        "by_month": [],
-        "by_severity": [],
-        "by_care_unit": [],
+        "bin_width_mmol_l": MG_BIN_MMOL_L,
+        "bins": [{"from_mmol_l": round(b["bin"] * MG_BIN_MMOL_L, 4), "to_mmol_l": round((b["bin"] + 1) * MG_BIN_MMOL_L, 4),
+                  "results": None if is_small_cell(0, b["n"], min_cell) else b["n"],
+                  "suppressed": is_small_cell(0, b["n"], min_cell)} for b in bins],
     }

@@ -58,6 +58,13 @@ FAULTS = {  # share of lab rows made faulty, by kind
     "missing_patient": 0.0005, "bad_timestamp": 0.0005, "unknown_unit": 0.0005,
 }
 OUT_OF_SCOPE_SHARE = 0.02  # glucose rows and urine potassium
+MED_FAULT_SHARE = 0.003  # medication orders with a missing patient, and as many with an unreadable start
+MG_RARELY_TESTED_SHARE = 0.35  # patients whose panels seldom include magnesium
+# Low results that get a repletion order soon after: analyte -> (below, drug, ATC, share, max delay h)
+REPLETION = {
+    "MG": (0.69, "Magnesium Sulfate", "B05XA05", 0.6, 8),
+    "K": (3.4, "Potassium Chloride", "B05XA01", 0.5, 6),
+}
 
 
 def _fmt_times(seconds: np.ndarray) -> np.ndarray:
@@ -78,9 +85,13 @@ def _lab_chunk(rng: np.random.Generator, first_patient: int, n_patients: int, hy
     draw_time -= draw_time % 60
     draw_ids = np.arange(draw_patient.size)
 
-    frames = []
+    # Magnesium is tested selectively: some patients almost never have it in their panel.
+    mg_rarely_tested = rng.random(n_patients) < MG_RARELY_TESTED_SHARE
+    frames, orders = [], []
     for analyte, spec in [*PANEL.items(), ("ICA", ICA)]:
         share, mean, sd, dmean, dsd = spec
+        if analyte == "MG":
+            share = np.where(mg_rarely_tested[draw_patient], 0.08, share)
         present = rng.random(draw_patient.size) < share
         idx = draw_ids[present]
         pat = draw_patient[idx]
@@ -99,6 +110,15 @@ def _lab_chunk(rng: np.random.Generator, first_patient: int, n_patients: int, hy
         values = np.where(decimals == 0, np.round(reported, 0), np.where(decimals == 1, np.round(reported, 1),
                                                                          np.round(reported, 2)))
         times = draw_time[idx] + (rng.integers(-20, 20, idx.size) * 60 if analyte == "ICA" else 0)
+        if analyte in REPLETION:
+            threshold, drug, atc, share_treated, max_delay_h = REPLETION[analyte]
+            treated = (canonical < threshold) & (rng.random(idx.size) < share_treated)
+            start = times[treated] + rng.integers(0, max_delay_h * 60, treated.sum()) * 60
+            orders.append(pl.DataFrame({
+                "patient_id": np.char.add("P", pids[pat[treated]].astype(str)), "s": start.astype(np.int64),
+                "e": (start + 4 * 3600).astype(np.int64), "drug": [drug] * int(treated.sum()),
+                "atc_code": [atc] * int(treated.sum()), "route": ["IV"] * int(treated.sum()),
+            }))
         specimen = np.char.add("S", idx.astype(str)) if analyte != "ICA" else np.char.add("G", idx.astype(str))
         frames.append(pl.DataFrame({
             "patient_id": np.char.add("P", pids[pat].astype(str)),
@@ -123,9 +143,10 @@ def _lab_chunk(rng: np.random.Generator, first_patient: int, n_patients: int, hy
     labs = pl.concat([labs, oos])
     labs = _inject_faults(rng, labs)
     labs = labs.sort(["patient_id", "t", "specimen_id", "analyte"])
-    return labs.with_columns(collected_at=pl.Series(_fmt_times(labs["t"].to_numpy()))).select(
+    labs = labs.with_columns(collected_at=pl.Series(_fmt_times(labs["t"].to_numpy()))).select(
         "patient_id", "collected_at", "analyte", "value", "unit", "specimen_id", "fluid"
     )
+    return labs, pl.concat(orders)
 
 
 def _inject_faults(rng: np.random.Generator, labs: pl.DataFrame) -> pl.DataFrame:
@@ -154,8 +175,8 @@ def _inject_faults(rng: np.random.Generator, labs: pl.DataFrame) -> pl.DataFrame
                             .otherwise(pl.col("t")))
 
 
-def _med_chunk(rng: np.random.Generator, first_patient: int, n_patients: int) -> pl.DataFrame:
-    frames = []
+def _med_chunk(rng: np.random.Generator, first_patient: int, n_patients: int, repletions: pl.DataFrame) -> pl.DataFrame:
+    frames = [repletions]
     for drug, atc, share in DRUGS:
         has = rng.random(n_patients) < share
         pids = np.arange(first_patient, first_patient + n_patients)[has]
@@ -168,9 +189,16 @@ def _med_chunk(rng: np.random.Generator, first_patient: int, n_patients: int) ->
             "route": np.where(rng.random(pids.size) < 0.5, "IV", "PO"),
         }))
     meds = pl.concat(frames).sort(["patient_id", "s", "drug"])
-    return meds.with_columns(
+    meds = meds.with_columns(
         start_at=pl.Series(_fmt_times(meds["s"].to_numpy())), stop_at=pl.Series(_fmt_times(meds["e"].to_numpy()))
     ).select("patient_id", "start_at", "stop_at", "drug", "route", "atc_code")
+    # a few faulty orders, so the medication quarantine is exercised too
+    u = rng.random(meds.height)
+    return meds.with_columns(
+        patient_id=pl.when(pl.Series(u < MED_FAULT_SHARE)).then(pl.lit("")).otherwise(pl.col("patient_id")),
+        start_at=pl.when(pl.Series((u >= MED_FAULT_SHARE) & (u < 2 * MED_FAULT_SHARE)))
+        .then(pl.lit("unknown")).otherwise(pl.col("start_at")),
+    )
 
 
 class _Writer:
@@ -212,13 +240,13 @@ def generate(patients: int, seed: int, out_dir: Path, fmt: str = "csv", hypomg_s
         for chunk, first in enumerate(range(0, patients, CHUNK_PATIENTS)):
             n = min(CHUNK_PATIENTS, patients - first)
             rng = np.random.default_rng([seed, chunk])
-            lab = _lab_chunk(rng, first + 1, n, hypomg_share)
+            lab, repletions = _lab_chunk(rng, first + 1, n, hypomg_share)
             lab = lab.with_columns(
                 collected_at=pl.when(pl.col("collected_at").str.starts_with("2023-12-31 23:59:59"))
                 .then(pl.lit("2024-13-45 25:61")).otherwise(pl.col("collected_at"))
             )
             labs.write(lab)
-            meds.write(_med_chunk(rng, first + 1, n))
+            meds.write(_med_chunk(rng, first + 1, n, repletions))
     finally:
         labs.close()
         meds.close()

@@ -12,28 +12,33 @@ import duckdb
 
 from pipelines.paths import SQL_DIR
 
-BUILD_ORDER: tuple[str, ...] = (
-    # staging: the fate of every input row
+# normalise: the fate of every input row, canonical units, the quarantine
+NORMALISE_MODELS: tuple[str, ...] = (
     "staging/stg_lab_rows",
     "staging/stg_medication_rows",
-    # intermediate: normalised results, flags, partner windows
     "intermediate/int_lab_results",
     "intermediate/int_quarantine",
+)
+# flag: abnormality flags, partner windows, drug classes, exposures, hypokalemia episodes
+FLAG_MODELS: tuple[str, ...] = (
     "intermediate/int_lab_flags",
     "intermediate/int_calcium_corrected",
     "intermediate/int_abnormality_results",
     "intermediate/int_partner_windows",
-    # marts: what the analysis and the report read
+    "intermediate/int_medication_classes",
+    "intermediate/int_mg_exposures",
+    "intermediate/int_hypokalemia_episodes",
+)
+# analyse: the marts that results.json and the report read
+MART_MODELS: tuple[str, ...] = (
     "marts/mart_row_accounting",
     "marts/mart_attrition",
     "marts/mart_cooccurrence",
     "marts/mart_sensitivity",
+    "marts/mart_audit",
+    "marts/mart_exposures",
 )
-
-# The flow's stages, each a slice of BUILD_ORDER (ingest -> validate -> normalise -> flag -> analyse).
-NORMALISE_MODELS = BUILD_ORDER[:4]
-FLAG_MODELS = BUILD_ORDER[4:8]
-MART_MODELS = BUILD_ORDER[8:]
+BUILD_ORDER: tuple[str, ...] = NORMALISE_MODELS + FLAG_MODELS + MART_MODELS
 
 
 def model_path(name: str) -> Path:

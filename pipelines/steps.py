@@ -26,6 +26,12 @@ from pipelines.db import connect, create_parameter_tables
 from pipelines.errors import InputError, ValidationFailed
 
 SOURCES = ("generic", "mimic-iv", "omop")
+# Row-level outputs: only ever in the run's restricted/ folder (plan section 7).
+RESTRICTED_OUTPUTS = (
+    ("int_quarantine", "quarantine"),
+    ("int_hypokalemia_episodes", "episodes"),
+    ("int_lab_flags", "flags"),
+)
 
 
 @dataclass
@@ -183,13 +189,9 @@ def write_outputs(run: Run) -> Run:
     _write_json(stage / "results.json", run.results)
     _write_json(stage / "manifest.json", man)
     _write_json(stage / "validation.json", run.validation)
-    for table, name in (("int_quarantine", "quarantine"), ("int_lab_flags", "flags")):
+    for table, name in RESTRICTED_OUTPUTS:
         run.con.execute(f"COPY (SELECT * FROM {table}) TO '{stage / 'restricted' / name}.parquet' (FORMAT parquet)")
-    attrition = analyse.rows(run.con, "SELECT * FROM mart_attrition ORDER BY step_order")
-    quarantine = analyse.rows(
-        run.con, "SELECT input_table, reason, count(*) AS n FROM int_quarantine GROUP BY ALL ORDER BY ALL"
-    )
-    write_report(stage / "report.html", run.results, man, run.validation, attrition, quarantine)
+    write_report(stage / "report.html", run.results, man, run.validation)
     _timed(run, "report", started)
     return run
 

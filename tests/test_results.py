@@ -27,8 +27,17 @@ def ward(n_low_k_with_mg: int, n_low_k_low_mg: int, n_low_k_untested: int) -> li
 def test_results_have_every_contract_key_and_row(tmp_path):
     cfg = Config()
     results = build_results(make_db(tmp_path, labs=ward(30, 12, 5), config=cfg), cfg)
-    assert list(results) == ["schema_version", "parameters", "counts", "cooccurrence", "prevalence_ratios",
-                             "sensitivity", "audit", "exposures"]
+    assert list(results)[:8] == ["schema_version", "parameters", "counts", "cooccurrence", "prevalence_ratios",
+                                 "sensitivity", "audit", "exposures"]
+    # additions (the contract may only grow): the report's other charts' data
+    assert list(results)[8:] == ["testing_rate_references", "data_window", "attrition", "quarantine_reasons",
+                                 "mg_distribution"]
+    assert set(results["audit"]) == {"overall", "by_month", "by_severity", "by_care_unit"}
+    assert {"episodes", "mg_checked", "rate", "ci_low", "ci_high", "low_mg_episodes", "mg_repleted",
+            "refractory_episodes", "refractory_mg_checked"} <= set(results["audit"]["overall"])
+    assert [e["class"] for e in results["exposures"]] == sorted(
+        ["loop_diuretic", "thiazide", "ppi", "aminoglycoside", "amphotericin_b", "platinum", "calcineurin_inhibitor",
+         "mg_supplement", "k_supplement"])
     assert results["schema_version"] == 1
     assert set(results["counts"]) == {"lab_rows_read", "lab_rows_loaded", "lab_rows_out_of_scope",
                                       "lab_rows_quarantined", "med_rows_read", "med_rows_loaded",

@@ -1,0 +1,66 @@
+-- int_medication_classes: loaded medication orders and the drug classes they belong to
+-- (analysis plan section 6). Grain: one row per (medication order, drug class); an order in no
+-- class is absent, an order in two classes appears twice.
+-- Matching (seed drug_classes): the generic name, case-insensitively, as a whole word or phrase in
+-- the drug name as written (salts and strengths around it are ignored: "Pantoprazole Sodium",
+-- "Magnesium Oxide 400 mg", "Potassium Chloride Replacement (Critical Care and Oncology)"), or the
+-- ATC code by prefix. Exclusions (seed drug_exclusions) win over both: magnesium citrate (a bowel
+-- preparation) and obstetric magnesium sulfate ("Magnesium Sulfate (OB-GYN)") are not mg_supplement.
+-- Exposure window in epoch seconds: [start_s, exposure_end_s], where a missing stop_at means
+-- start_at + exposure_default_hours (plan section 6).
+with
+
+medications as (
+    select row_id, patient_id, start_at, stop_at, drug, lower(drug) as drug_lower, atc_code, route
+    from stg_medication_rows
+    where status = 'loaded'
+),
+
+name_matches as (
+    select m.row_id, c.drug_class
+    from medications as m
+    join ref_drug_classes as c
+        on c.match_type = 'name'
+        and regexp_matches(m.drug_lower, concat('(^|[^a-z])', c.pattern, '([^a-z]|$)'))
+),
+
+atc_matches as (
+    select m.row_id, c.drug_class
+    from medications as m
+    join ref_drug_classes as c
+        on c.match_type = 'atc' and m.atc_code like concat(c.pattern, '%')
+),
+
+matches as (
+    select row_id, drug_class from name_matches
+    union
+    select row_id, drug_class from atc_matches
+),
+
+excluded as (
+    select distinct x.row_id, x.drug_class
+    from matches as x
+    join medications as m on m.row_id = x.row_id
+    join ref_drug_exclusions as e
+        on e.drug_class = x.drug_class and strpos(m.drug_lower, e.pattern) > 0
+),
+
+final as (
+    select
+        m.row_id,
+        m.patient_id,
+        x.drug_class,
+        m.drug,
+        m.route,
+        m.start_at,
+        m.stop_at,
+        epoch(m.start_at) as start_s,
+        coalesce(epoch(m.stop_at), epoch(m.start_at) + p.exposure_default_seconds) as exposure_end_s
+    from matches as x
+    join medications as m on m.row_id = x.row_id
+    cross join params as p
+    left join excluded as e on e.row_id = x.row_id and e.drug_class = x.drug_class
+    where e.row_id is null
+)
+
+select row_id, patient_id, drug_class, drug, route, start_at, stop_at, start_s, exposure_end_s from final
