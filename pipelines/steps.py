@@ -78,10 +78,7 @@ def prepare(run: Run) -> Run:
 def ingest_step(run: Run) -> Run:
     """Read the source files into raw tables, one text row per input row."""
     started = time.perf_counter()
-    if run.source == "generic":
-        run.inputs = ingest.ingest_generic(run.con, run.input_dir, run.config.columns)
-    else:
-        raise InputError(f"--source {run.source}: this source is not available yet (use generic)")
+    run.inputs = ingest.ingest(run.con, run.source, run.input_dir, run.config)
     _timed(run, "ingest", started)
     return run
 

@@ -1,4 +1,6 @@
-"""Ingest: read source files into DuckDB raw tables, as text, one row per input row.
+"""Ingest helpers shared by the source adapters (generic, mimic_iv, omop).
+
+Ingest reads source files into DuckDB raw tables, as text, one row per input row.
 
 Every input row lands in `raw_labs` / `raw_medications` with its source file and 1-based row
 number, all values as text (so nothing is lost to type guessing and sodium's `NA` stays a
@@ -102,15 +104,20 @@ def read_file_as_text(con: duckdb.DuckDBPyConnection, path: Path, into: str) -> 
     return [c for c in cols if c != "source_row"]
 
 
-def check_identifiers(con: duckdb.DuckDBPyConnection, path: Path, table: str, columns: list[str]) -> None:
-    """Refuse a file whose columns or values look like direct identifiers (plan section 7)."""
+def check_identifiers(
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, columns: list[str], scan: list[str] | None = None
+) -> None:
+    """Refuse a file whose columns or values look like direct identifiers (plan section 7).
+
+    `scan` names the columns whose values are checked (default: every column but times and numbers).
+    """
     for col in columns:
         if IDENTIFIER_COLUMN.match(col.strip()):
             raise InputError(
                 f"{path}: column {col!r} looks like a direct identifier; inputs must be "
                 "de-identified (nothing was loaded)"
             )
-    scanned = [c for c in columns if c not in NOT_SCANNED]
+    scanned = scan if scan is not None else [c for c in columns if c not in NOT_SCANNED]
     for col in scanned:
         for what, pattern in IDENTIFIER_VALUES.items():
             row = con.execute(
@@ -173,15 +180,3 @@ def row_offset(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return con.execute(f"SELECT coalesce(max(row_id), 0) FROM {table}").fetchone()[0]
 
 
-def ingest_generic(con: duckdb.DuckDBPyConnection, input_dir: Path, columns: dict) -> list[InputFile]:
-    """The generic source: labs.(csv|csv.gz|parquet) and medications.(csv|csv.gz|parquet)."""
-    input_dir = Path(input_dir)
-    if not input_dir.is_dir():
-        raise InputError(f"{input_dir}: input folder not found")
-    labs = find_table_file(input_dir, "labs")
-    meds = find_table_file(input_dir, "medications")
-    create_raw_tables(con)
-    return [
-        load_table(con, labs, "raw_labs", LAB_REQUIRED, LAB_OPTIONAL, columns.get("labs")),
-        load_table(con, meds, "raw_medications", MED_REQUIRED, MED_OPTIONAL, columns.get("medications")),
-    ]

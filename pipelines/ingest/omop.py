@@ -1,0 +1,179 @@
+"""The OMOP CDM v5.4 source: `measurement` and `drug_exposure`, resolved through `concept`
+(analysis plan 1.3). Tables are CSV or Parquet files named as the tables (`measurement.csv`, ...).
+
+- Analyte: `measurement_concept_id` -> `concept` -> its LOINC code (vocabulary_id 'LOINC'), matched
+  against the same analyte code seed as every source; never a hard-coded list of concept ids. Whole
+  blood and serum are told apart by the LOINC code itself (seed `analyte_codes.code_fluid`).
+- Unit: `unit_concept_id` -> `concept` -> its UCUM code; where the concept is 0 or unknown,
+  `unit_source_value`.
+- Value: `value_as_number`, prefixed by `operator_concept_id`'s `<`, `<=`, `>`, `>=` (censored);
+  where there is no number, `value_source_value` (so text results are quarantined, not lost).
+- Time: `measurement_datetime`; a row with only `measurement_date` has no time of day and is
+  quarantined as bad_timestamp (plan 1.1). `measurement_id` is the result id.
+- Drugs: the drug concept's name, falling back to `drug_source_value` when the concept is 0 or
+  unknown; start `drug_exposure_start_datetime` (else the start date, 00:00); stop the end
+  datetime, else the inclusive end date's last second; ATC code the most specific ATC ancestor
+  (`concept_ancestor`) or related concept (`concept_relationship`) where those tables are present.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from pipelines.errors import InputError
+from pipelines.ingest.common import (
+    InputFile,
+    check_identifiers,
+    create_raw_tables,
+    read_file_as_text,
+    row_offset,
+    sha256_of,
+)
+
+MEASUREMENT_COLUMNS = ("measurement_id", "person_id", "measurement_concept_id", "measurement_datetime",
+                       "value_as_number", "unit_concept_id")
+DRUG_COLUMNS = ("drug_exposure_id", "person_id", "drug_concept_id", "drug_exposure_start_date")
+OPTIONAL = {
+    "measurement": ("measurement_date", "operator_concept_id", "unit_source_value", "value_source_value",
+                    "visit_occurrence_id"),
+    "drug_exposure": ("drug_exposure_start_datetime", "drug_exposure_end_date", "drug_exposure_end_datetime",
+                      "route_concept_id", "drug_source_value", "visit_occurrence_id"),
+}
+
+
+def find_cdm_table(root: Path, table: str, required: bool = True) -> Path | None:
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        stem = path.name.lower()
+        if stem in (f"{table}.csv", f"{table}.csv.gz", f"{table}.parquet"):
+            return path
+    if required:
+        raise InputError(f"{root}: OMOP table {table} not found (expected {table}.csv or {table}.parquet)")
+    return None
+
+
+def _columns(con: duckdb.DuckDBPyConnection, path: Path, table: str, required: tuple[str, ...],
+             optional: tuple[str, ...]) -> dict[str, str]:
+    """Lower-cased CDM column -> the file's column name; a missing required one is an input error."""
+    present = {r[0].lower(): r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+    for col in required:
+        if col not in present:
+            raise InputError(f"{path}: required column {col!r} is missing (columns found: {', '.join(sorted(present))})")
+    return {c: present.get(c) for c in (*required, *optional)}
+
+
+def _col(cols: dict[str, str | None], name: str, alias: str = "m") -> str:
+    return f'{alias}."{cols[name]}"' if cols.get(name) else "CAST(NULL AS VARCHAR)"
+
+
+def ingest_omop(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: input folder not found")
+    measurement = find_cdm_table(root, "measurement")
+    drug_exposure = find_cdm_table(root, "drug_exposure")
+    concept = find_cdm_table(root, "concept")
+    create_raw_tables(con)
+
+    read_file_as_text(con, concept, "omop_concept")
+    _columns(con, concept, "omop_concept", ("concept_id", "concept_name", "vocabulary_id", "concept_code"), ())
+    _atc_table(con, root)
+
+    columns = read_file_as_text(con, measurement, "omop_measurement")
+    cols = _columns(con, measurement, "omop_measurement", MEASUREMENT_COLUMNS, OPTIONAL["measurement"])
+    check_identifiers(con, measurement, "omop_measurement", columns,
+                      scan=[cols["person_id"], *([cols["visit_occurrence_id"]] if cols["visit_occurrence_id"] else [])])
+    when = f"coalesce(nullif(trim({_col(cols, 'measurement_datetime')}), ''), {_col(cols, 'measurement_date')})"
+    con.execute(
+        f"""
+        INSERT INTO raw_labs
+        SELECT
+            ? + m.source_row, ?, m.source_row,
+            {_col(cols, 'person_id')},
+            {when},
+            coalesce(lc.concept_code, concat('omop concept ', {_col(cols, 'measurement_concept_id')})),
+            CASE
+                WHEN nullif(trim({_col(cols, 'value_as_number')}), '') IS NOT NULL
+                    THEN concat(CASE WHEN oc.concept_name IN ('<', '<=', '>', '>=') THEN oc.concept_name ELSE '' END,
+                                trim({_col(cols, 'value_as_number')}))
+                ELSE {_col(cols, 'value_source_value')}
+            END,
+            CASE WHEN uc.concept_code IS NOT NULL AND trim({_col(cols, 'unit_concept_id')}) <> '0' THEN uc.concept_code
+                 ELSE {_col(cols, 'unit_source_value')} END,
+            {_col(cols, 'measurement_id')},
+            CAST(NULL AS VARCHAR),
+            {_col(cols, 'visit_occurrence_id')},
+            CAST(NULL AS VARCHAR),
+            CAST(NULL AS VARCHAR)
+        FROM omop_measurement AS m
+        LEFT JOIN omop_concept AS lc
+            ON lc.concept_id = trim({_col(cols, 'measurement_concept_id')}) AND lc.vocabulary_id = 'LOINC'
+        LEFT JOIN omop_concept AS uc
+            ON uc.concept_id = trim({_col(cols, 'unit_concept_id')}) AND uc.vocabulary_id = 'UCUM'
+        LEFT JOIN omop_concept AS oc ON oc.concept_id = trim({_col(cols, 'operator_concept_id')})
+        """,
+        [row_offset(con, "raw_labs"), str(measurement)],
+    )
+    lab_rows = con.execute("SELECT count(*) FROM omop_measurement").fetchone()[0]
+
+    columns = read_file_as_text(con, drug_exposure, "omop_drug")
+    cols = _columns(con, drug_exposure, "omop_drug", DRUG_COLUMNS, OPTIONAL["drug_exposure"])
+    check_identifiers(con, drug_exposure, "omop_drug", columns, scan=[cols["person_id"]])
+    end_date = _col(cols, "drug_exposure_end_date", "d")
+    con.execute(
+        f"""
+        INSERT INTO raw_medications
+        SELECT
+            ? + d.source_row, ?, d.source_row,
+            {_col(cols, 'person_id', 'd')},
+            coalesce(nullif(trim({_col(cols, 'drug_exposure_start_datetime', 'd')}), ''),
+                     {_col(cols, 'drug_exposure_start_date', 'd')}),
+            CASE WHEN dc.concept_id IS NOT NULL AND trim({_col(cols, 'drug_concept_id', 'd')}) <> '0'
+                 THEN dc.concept_name ELSE {_col(cols, 'drug_source_value', 'd')} END,
+            coalesce(nullif(trim({_col(cols, 'drug_exposure_end_datetime', 'd')}), ''),
+                     CASE WHEN nullif(trim({end_date}), '') IS NOT NULL THEN concat(trim({end_date}), ' 23:59:59') END),
+            rc.concept_name,
+            atc.atc_code,
+            CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR),
+            {_col(cols, 'visit_occurrence_id', 'd')}
+        FROM omop_drug AS d
+        LEFT JOIN omop_concept AS dc ON dc.concept_id = trim({_col(cols, 'drug_concept_id', 'd')})
+        LEFT JOIN omop_concept AS rc ON rc.concept_id = trim({_col(cols, 'route_concept_id', 'd')})
+        LEFT JOIN omop_atc AS atc ON atc.drug_concept_id = trim({_col(cols, 'drug_concept_id', 'd')})
+        """,
+        [row_offset(con, "raw_medications"), str(drug_exposure)],
+    )
+    med_rows = con.execute("SELECT count(*) FROM omop_drug").fetchone()[0]
+    for table in ("omop_measurement", "omop_drug"):
+        con.execute(f"DROP TABLE {table}")
+    return [
+        InputFile("raw_labs", str(measurement), sha256_of(measurement), lab_rows),
+        InputFile("raw_medications", str(drug_exposure), sha256_of(drug_exposure), med_rows),
+    ]
+
+
+def _atc_table(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """omop_atc(drug_concept_id, atc_code): the most specific ATC code related to each drug concept."""
+    sources = []
+    ancestor = find_cdm_table(root, "concept_ancestor", required=False)
+    if ancestor is not None:
+        read_file_as_text(con, ancestor, "omop_concept_ancestor")
+        sources.append("SELECT descendant_concept_id AS drug_concept_id, ancestor_concept_id AS atc_concept_id "
+                       "FROM omop_concept_ancestor")
+    relationship = find_cdm_table(root, "concept_relationship", required=False)
+    if relationship is not None:
+        read_file_as_text(con, relationship, "omop_concept_relationship")
+        sources.append("SELECT concept_id_1 AS drug_concept_id, concept_id_2 AS atc_concept_id "
+                       "FROM omop_concept_relationship")
+    if not sources:
+        con.execute("CREATE OR REPLACE TEMP TABLE omop_atc (drug_concept_id VARCHAR, atc_code VARCHAR)")
+        return
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE omop_atc AS
+        SELECT r.drug_concept_id, arg_max(c.concept_code, length(c.concept_code)) AS atc_code
+        FROM ({' UNION ALL '.join(sources)}) AS r
+        JOIN omop_concept AS c ON c.concept_id = r.atc_concept_id AND c.vocabulary_id = 'ATC'
+        GROUP BY r.drug_concept_id
+        """
+    )
