@@ -8,6 +8,7 @@ deficiencies) and differ by marker shape or bar pattern as well as colour.
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -84,11 +85,29 @@ def table(headers: list[str], body: list[list[str]], numeric_from: int = 1, capt
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-def chart(fig: go.Figure, div_id: str, caption: str) -> str:
-    fig.update_layout(font=FONT, template="plotly_white", margin={"l": 10, "r": 10, "t": 60, "b": 60})
-    div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                      config={"displaylogo": False, "responsive": True})
-    return f"<figure class='chart' data-chart='{div_id}'>{div}<figcaption>{caption}</figcaption></figure>"
+class Charts:
+    """Figures are drawn after the page's text: plotly.js (about 4.9 MB) and one JSON block of
+    figures are placed at the end of the body, so the summary paints before the charts load."""
+
+    def __init__(self) -> None:
+        self.figures: dict[str, str] = {}
+
+    def add(self, fig: go.Figure, div_id: str, caption: str) -> str:
+        fig.update_layout(font=FONT, template="plotly_white", margin={"l": 10, "r": 10, "t": 60, "b": 60})
+        self.figures[div_id] = fig.to_json()
+        height = fig.layout.height or 450
+        return (f"<figure class='chart' data-chart='{div_id}'><div id='{div_id}' class='hm-chart' "
+                f"style='min-height:{height}px' role='img' aria-label='{esc(fig.layout.title.text)}'></div>"
+                f"<figcaption>{caption}</figcaption></figure>")
+
+    def script(self) -> str:
+        body = ",".join(f"{json.dumps(k)}:{v}" for k, v in self.figures.items()).replace("</", "<\\/")
+        return (
+            "<script type='text/javascript'>(function(){var figs={" + body + "};"
+            "var config={displaylogo:false,responsive:true};"
+            "Object.keys(figs).forEach(function(id){var f=figs[id];"
+            "Plotly.newPlot(id,f.data,f.layout,config);});})();</script>"
+        )
 
 
 # ---- charts -------------------------------------------------------------------------------------
@@ -349,31 +368,32 @@ def write_report(path: Path, results: dict[str, Any], manifest: dict[str, Any], 
         "<p><b>Statistics.</b> Wilson score 95% intervals; exact two-sided binomial test against each reference; Katz log "
         f"95% interval for prevalence ratios. Cells of 1&ndash;{page.min_cell - 1} are suppressed.</p>"
     )
-    html_text = Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
-        plotlyjs=get_plotlyjs(),
+    charts = Charts()
+    filled = dict(
+
         finished_at=esc(manifest["finished_at"]), source=esc(manifest["source"]), version=esc(versions["hypomag"]),
         min_cell=page.min_cell, min_cell_minus_one=page.min_cell - 1, banner=banner, cards="".join(cards),
         summary_table=table(["abnormality", "low Mg (95% CI)", "n low Mg", "n with Mg measured", "Mg tested",
                              "references"], summary_rows),
         whang_note=WHANG_NOTE,
-        forest=chart(forest_figure(cooc), "chart-forest",
+        forest=charts.add(forest_figure(cooc), "chart-forest",
                      "Dots: observed prevalence with its Wilson 95% interval; hollow markers: the published figures that "
                      "measured the same direction. Look for references outside the interval."),
         cooccurrence_table=table(["abnormality", "direction", "window", "level", "numerator", "denominator",
                                   "prevalence (95% CI)", "Mg tested", "references (p)"], cooc_rows, numeric_from=4),
         ratio_table=table(["abnormality", "window", "level", "ratio", "95% CI"], ratio_rows, numeric_from=3),
-        sensitivity=chart(sensitivity_figure(results["sensitivity"], page.min_cell), "chart-sensitivity",
+        sensitivity=charts.add(sensitivity_figure(results["sensitivity"], page.min_cell), "chart-sensitivity",
                           "Each cell: share of low-Mg results (below the column's threshold) with the row's abnormality in "
                           "the window. Look for rows whose shade changes with the threshold."),
-        distribution=chart(distribution_figure(results["mg_distribution"], params), "chart-mg-distribution",
+        distribution=charts.add(distribution_figure(results["mg_distribution"], params), "chart-mg-distribution",
                            "Magnesium results by value; dashed line: the hypomagnesemia threshold, dotted: upper normal. "
                            "Bins with fewer than the minimum cell size are left out."),
-        audit_trend=chart(audit_trend_figure(audit["by_month"]), "chart-audit-trend",
+        audit_trend=charts.add(audit_trend_figure(audit["by_month"]), "chart-audit-trend",
                           "Share of hypokalemia episodes with magnesium measured within ±24 h of the start, per month, "
                           "with its 95% band. Look for months below the rest."),
-        funnel=chart(funnel_figure(overall, page.min_cell), "chart-audit-funnel",
+        funnel=charts.add(funnel_figure(overall, page.min_cell), "chart-audit-funnel",
                      "How many episodes reach each step; repletion is counted among low-Mg episodes."),
-        severity=chart(severity_figure(audit["by_severity"], testing_refs), "chart-audit-severity",
+        severity=charts.add(severity_figure(audit["by_severity"], testing_refs), "chart-audit-severity",
                        "Testing rate by severity, with published testing rates as horizontal lines (populations differ: "
                        "see the table)."),
         refractory_text=refractory_text,
@@ -382,7 +402,7 @@ def write_report(path: Path, results: dict[str, Any], manifest: dict[str, Any], 
         unit_table=table(["care unit", "episodes", "Mg checked", "rate (95% CI)"], unit_rows) if unit_rows
         else "<p>The input has no care unit.</p>",
         testing_table=table(["reference", "population", "rate", "source"], testing_rows, numeric_from=2),
-        exposures=chart(exposure_figure(results["exposures"]), "chart-exposures",
+        exposures=charts.add(exposure_figure(results["exposures"]), "chart-exposures",
                         "Share of magnesium results below the threshold while an order of the class was active vs not. "
                         "Classes with small cells are left out."),
         exposure_table=table(["class", "low Mg (exposed)", "Mg results (exposed)", "low Mg (not exposed)",
@@ -396,4 +416,6 @@ def write_report(path: Path, results: dict[str, Any], manifest: dict[str, Any], 
         methods=methods, parameters_table=table(["parameter", "value"], param_rows), references_list=references_list,
         provenance_table=table(["item", "value", "sha256"], provenance_rows, numeric_from=3),
     )
+    html_text = Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
+        **filled, plotlyjs=get_plotlyjs(), chart_script=charts.script())
     path.write_text(html_text, encoding="utf-8")

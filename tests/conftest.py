@@ -7,3 +7,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+import subprocess  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`hypomag demo` once per test session (a real Prefect flow on a real DuckDB file)."""
+    out = tmp_path_factory.mktemp("demo")
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "demo", "--out", str(out / "demo")], cwd=out,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc

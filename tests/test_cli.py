@@ -24,14 +24,6 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    proc = hypomag("demo", "--out", str(out / "demo"), cwd=out)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, proc
-
-
 def test_demo_writes_every_output_and_says_where(demo_run):
     out, proc = demo_run
     demo = out / "demo"
