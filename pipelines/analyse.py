@@ -131,7 +131,8 @@ def counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     acc = {r["input_table"]: r for r in rows(
         con,
         "SELECT input_table, sum(rows_read) AS read, sum(rows_loaded) AS loaded, "
-        "sum(rows_out_of_scope) AS out_of_scope, sum(rows_quarantined) AS quarantined "
+        "sum(rows_out_of_scope) AS out_of_scope, sum(rows_quarantined) AS quarantined, "
+        "sum(rows_superseded) AS superseded "
         "FROM mart_row_accounting GROUP BY input_table",
     )}
     labs = acc.get("labs", {})
@@ -144,6 +145,7 @@ def counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         "lab_rows_loaded": int(labs.get("loaded") or 0),
         "lab_rows_out_of_scope": int(labs.get("out_of_scope") or 0),
         "lab_rows_quarantined": int(labs.get("quarantined") or 0),
+        "lab_rows_superseded": int(labs.get("superseded") or 0),
         "med_rows_read": int(meds.get("read") or 0),
         "med_rows_loaded": int(meds.get("loaded") or 0),
         "med_rows_quarantined": int(meds.get("quarantined") or 0),

@@ -61,14 +61,15 @@ def _preflight(source: str, input_dir: Path, config: Optional[Path]) -> None:
         raise InputError(f"{input_dir}: input folder not found")
 
 
-def _run_flow(source: str, input_dir: Path, config: Optional[Path], db: Path, out_dir: Path) -> Path:
+def _run_flow(source: str, input_dir: Path, config: Optional[Path], db: Path, out_dir: Path,
+              incremental: bool = False) -> Path:
     _preflight(source, input_dir, config)
     from pipelines.flows import hypomag_pipeline
 
     _quiet_user_errors()
     published = hypomag_pipeline(
         source=source, input_dir=str(input_dir), config_path=str(config) if config else None,
-        db_path=str(db), out_dir=str(out_dir),
+        db_path=str(db), out_dir=str(out_dir), incremental=incremental,
     )
     return Path(published)
 
@@ -82,6 +83,8 @@ def _summary(published: Path) -> None:
         f"{c['patients']:,} patients, {c['mg_results']:,} magnesium results ({c['hypomg_results']:,} low)."
     )
     out.print(f"Report:  {published / 'report.html'}")
+    if (published.parent / "index.html").is_file():
+        out.print(f"History: {published.parent / 'index.html'}")
     out.print(f"Results: {published / 'results.json'}")
 
 
@@ -92,9 +95,13 @@ def run(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration (defaults: the analysis plan)."),
     db: Path = typer.Option(Path("out/hypomag.duckdb"), "--db", help="DuckDB database file to (re)build."),
     out_dir: Path = typer.Option(Path("out/run"), "--out", help="Folder for report.html, results.json, ..."),
+    incremental: bool = typer.Option(
+        False, "--incremental",
+        help="Nightly mode: --input is an inbox; load only extracts not loaded before into --db, publish to "
+             "OUT/<run date>/ plus OUT/latest and OUT/index.html."),
 ) -> None:
     """One full run as a Prefect flow: ingest, validate, normalise, flag, analyse, report."""
-    _summary(_run_flow(source, input_dir, config, db, out_dir))
+    _summary(_run_flow(source, input_dir, config, db, out_dir, incremental))
 
 
 @app.command()
@@ -132,11 +139,18 @@ def validate(
 
 
 @app.command()
-def serve(config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration (schedule).")) -> None:
-    """Serve the nightly Prefect deployment (cron from the config, default 0 2 * * *)."""
+def serve(
+    source: str = typer.Option("generic", "--source", help=SOURCE_HELP),
+    input_dir: Path = typer.Option(Path("inbox"), "--input", help="Inbox folder the nightly run reads extracts from."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration (schedule: cron, timezone)."),
+    db: Path = typer.Option(Path("out/nightly.duckdb"), "--db", help="The nightly job's DuckDB database."),
+    out_dir: Path = typer.Option(Path("out/reports"), "--out", help="Root of the dated reports, latest and index."),
+) -> None:
+    """Serve the nightly Prefect deployment `hypomag-nightly` (cron from the config, default 0 2 * * *)."""
     from pipelines.deploy import serve_nightly
 
-    serve_nightly(config)
+    _preflight(source, input_dir, config)
+    serve_nightly(source=source, input_dir=input_dir, config_path=config, db_path=db, out_dir=out_dir)
 
 
 @app.command()

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from pipelines import steps, validate  # noqa: E402
 from pipelines.config import Config, load_config  # noqa: E402
+from pipelines.errors import HypomagError  # noqa: E402
 from pipelines.steps import Run  # noqa: E402
 
 # The run object carries an open DuckDB connection: tasks are never cached or persisted.
@@ -31,9 +32,22 @@ def prepare(run: Run) -> Run:
     return steps.prepare(run)
 
 
-@step(retries=2, retry_delay_seconds=[2, 10])
+def _transient(task, task_run, state) -> bool:
+    """Retry I/O hiccups (a share that blinks), never data or usage errors."""
+    try:
+        state.result()
+    except HypomagError:
+        return False
+    except OSError:
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+    return False
+
+
+@step(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient)
 def ingest(run: Run) -> Run:
-    """Read the source files into raw text tables (retried: input shares can blink)."""
+    """Read the source files into raw text tables (retried with backoff on transient I/O errors)."""
     return steps.ingest_step(run)
 
 
@@ -92,11 +106,16 @@ def hypomag_pipeline(
     config_path: str | None = None,
     db_path: str = "out/hypomag.duckdb",
     out_dir: str = "out/run",
+    incremental: bool = False,
 ) -> str:
-    """One full run; returns the folder the outputs were published to."""
+    """One full run; returns the folder the outputs were published to.
+
+    incremental: load only new extracts from the inbox `input_dir` into the existing database and
+    publish to `out_dir`/<run date>/ with `latest` and `index.html` (the nightly job).
+    """
     config: Config = load_config(config_path)
     run = Run(source=source, input_dir=Path(input_dir), config=config,
-              db_path=Path(db_path), out_dir=Path(out_dir))
+              db_path=Path(db_path), out_dir=Path(out_dir), incremental=incremental)
     try:
         run = prepare(run)
         run = ingest(run)

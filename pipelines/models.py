@@ -18,6 +18,7 @@ NORMALISE_MODELS: tuple[str, ...] = (
     "staging/stg_medication_rows",
     "intermediate/int_lab_results",
     "intermediate/int_quarantine",
+    "intermediate/int_result_corrections",
 )
 # flag: abnormality flags, partner windows, drug classes, exposures, hypokalemia episodes
 FLAG_MODELS: tuple[str, ...] = (

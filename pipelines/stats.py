@@ -16,7 +16,8 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
     denom = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The interval always contains p; at k = 0 or k = n floating point can miss it by 1e-16.
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def binomial_p_value(successes: int, trials: int, reference: float) -> float | None:

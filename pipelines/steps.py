@@ -8,6 +8,7 @@ they were.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -24,6 +25,9 @@ from pipelines import analyse, ingest, models
 from pipelines.config import Config
 from pipelines.db import connect, create_parameter_tables
 from pipelines.errors import InputError, ValidationFailed
+from pipelines.publish import RunLock, history_flags, point_latest, published_runs, swap_in, write_index
+
+LOG = logging.getLogger("hypomag")
 
 SOURCES = ("generic", "mimic-iv", "omop")
 # Row-level outputs: only ever in the run's restricted/ folder (plan section 7).
@@ -31,6 +35,7 @@ RESTRICTED_OUTPUTS = (
     ("int_quarantine", "quarantine"),
     ("int_hypokalemia_episodes", "episodes"),
     ("int_lab_flags", "flags"),
+    ("int_result_corrections", "corrections"),
 )
 
 
@@ -49,14 +54,27 @@ class Run:
     results: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=lambda: {"suites": []})
     timings: dict[str, float] = field(default_factory=dict)
+    # incremental: load only new inbox files into the existing database, and publish dated
+    # (OUT/<run date>/, OUT/latest, OUT/index.html) instead of replacing OUT.
+    incremental: bool = False
+    lock: RunLock | None = None
 
     @property
     def building_db(self) -> Path:
         return self.db_path.with_name(self.db_path.name + ".building")
 
     @property
+    def run_name(self) -> str:
+        return self.started_at[:10]
+
+    @property
+    def publish_dir(self) -> Path:
+        return self.out_dir / self.run_name if self.incremental else self.out_dir
+
+    @property
     def staging_dir(self) -> Path:
-        return self.out_dir.with_name(f".{self.out_dir.name}.partial-{os.getpid()}")
+        target = self.publish_dir
+        return target.with_name(f".{target.name}.partial-{os.getpid()}")
 
 
 def _timed(run: Run, name: str, started: float) -> None:
@@ -68,8 +86,12 @@ def prepare(run: Run) -> Run:
     if run.source not in SOURCES:
         raise InputError(f"--source {run.source!r}: expected one of {', '.join(SOURCES)}")
     run.db_path.parent.mkdir(parents=True, exist_ok=True)
+    run.lock = RunLock(run.db_path)
+    run.lock.acquire()
     for leftover in (run.building_db, Path(str(run.building_db) + ".wal")):
-        leftover.unlink(missing_ok=True)
+        leftover.unlink(missing_ok=True)  # a killed run's leftovers; the lock says none is running
+    if run.incremental and run.db_path.exists():
+        shutil.copy2(run.db_path, run.building_db)  # build aside from the last published database
     run.con = connect(run.building_db, run.config)
     create_parameter_tables(run.con, run.config)
     return run
@@ -78,7 +100,7 @@ def prepare(run: Run) -> Run:
 def ingest_step(run: Run) -> Run:
     """Read the source files into raw tables, one text row per input row."""
     started = time.perf_counter()
-    run.inputs = ingest.ingest(run.con, run.source, run.input_dir, run.config)
+    run.inputs = ingest.ingest(run.con, run.source, run.input_dir, run.config, run.incremental)
     _timed(run, "ingest", started)
     return run
 
@@ -135,23 +157,26 @@ def record_validation(run: Run, suite_result: dict[str, Any]) -> None:
     run.validation["suites"].append(suite_result)
     blocking = blocking_failures(suite_result)
     if blocking:
-        names = "; ".join(f"{e['expectation']} ({e.get('column') or suite_result['suite']})" for e in blocking)
+        names = "; ".join(f"{e['id']} ({e['description']}; unexpected: {e['unexpected_count']})" for e in blocking)
         raise ValidationFailed(f"blocking expectation failed in suite {suite_result['suite']}: {names}")
 
 
 def manifest(run: Run, finished_at: str) -> dict[str, Any]:
     accounting = analyse.rows(run.con, "SELECT * FROM mart_row_accounting ORDER BY input_table, source_file")
     by_file = {(a["input_table"], a["source_file"]): a for a in accounting}
+    new = {f.sha256 for f in run.inputs}
     inputs = []
-    for f in run.inputs:
-        table = "labs" if f.table == "raw_labs" else "medications"
-        acc = by_file.get((table, f.path), {})
+    for f in analyse.rows(run.con, "SELECT * FROM loaded_files ORDER BY loaded_at, path"):
+        table = "labs" if f["input_table"] == "raw_labs" else "medications"
+        acc = by_file.get((table, f["path"]), {})
         inputs.append({
-            "table": table, "path": f.path, "sha256": f.sha256,
-            "rows_read": acc.get("rows_read", f.rows_read),
+            "table": table, "path": f["path"], "sha256": f["sha256"],
+            "rows_read": acc.get("rows_read", f["rows_read"]),
             "rows_loaded": acc.get("rows_loaded", 0),
             "rows_out_of_scope": acc.get("rows_out_of_scope", 0),
             "rows_quarantined": acc.get("rows_quarantined", 0),
+            "rows_superseded": acc.get("rows_superseded", 0),
+            "loaded_in_this_run": f["sha256"] in new,
         })
     return {
         "source": run.source,
@@ -167,6 +192,8 @@ def manifest(run: Run, finished_at: str) -> dict[str, Any]:
             "prefect": version("prefect"),
         },
         "database": str(run.db_path),
+        "incremental": run.incremental,
+        "corrections": run.con.execute("SELECT count(*) FROM int_result_corrections").fetchone()[0],
         "started_at": run.started_at,
         "finished_at": finished_at,
         "step_seconds": run.timings,
@@ -182,6 +209,8 @@ def write_outputs(run: Run) -> Run:
     shutil.rmtree(stage, ignore_errors=True)
     (stage / "restricted").mkdir(parents=True)
     finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if run.incremental:
+        run.results["history_flags"] = flag_history(run)
     man = manifest(run, finished_at)
     _write_json(stage / "results.json", run.results)
     _write_json(stage / "manifest.json", man)
@@ -193,19 +222,31 @@ def write_outputs(run: Run) -> Run:
     return run
 
 
+def flag_history(run: Run) -> list[dict[str, Any]]:
+    """Headline rates outside the previous published run's 95% interval (logged as warnings)."""
+    earlier = [res for name, res in published_runs(run.out_dir) if name < run.run_name] if run.out_dir.is_dir() else []
+    flags = history_flags(earlier[-1] if earlier else None, run.results)
+    for f in flags:
+        LOG.warning("headline rate moved: %s = %.1f%%, outside the previous run's 95%% interval %.1f-%.1f%%",
+                    f["measure"], 100 * f["rate"], 100 * f["previous_ci_low"], 100 * f["previous_ci_high"])
+    return flags
+
+
 def publish(run: Run) -> Path:
     """Swap in the new database and outputs by rename; the previous ones stay until then."""
     run.con.execute("CHECKPOINT")
     run.con.close()
     run.con = None
     os.replace(run.building_db, run.db_path)
-    out = run.out_dir
-    previous = out.with_name(f".{out.name}.previous-{os.getpid()}")
-    if out.exists():
-        os.replace(out, previous)
-    os.replace(run.staging_dir, out)
-    shutil.rmtree(previous, ignore_errors=True)
-    return out
+    target = run.publish_dir
+    target.parent.mkdir(parents=True, exist_ok=True)
+    swap_in(run.staging_dir, target)
+    if run.incremental:
+        point_latest(run.out_dir, target.name)
+        write_index(run.out_dir)
+    if run.lock:
+        run.lock.release()
+    return target
 
 
 def abandon(run: Run) -> None:
@@ -219,6 +260,8 @@ def abandon(run: Run) -> None:
     run.building_db.unlink(missing_ok=True)
     Path(str(run.building_db) + ".wal").unlink(missing_ok=True)
     shutil.rmtree(run.staging_dir, ignore_errors=True)
+    if run.lock:
+        run.lock.release()
 
 
 def _write_json(path: Path, data: Any) -> None:

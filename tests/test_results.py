@@ -40,7 +40,7 @@ def test_results_have_every_contract_key_and_row(tmp_path):
          "mg_supplement", "k_supplement"])
     assert results["schema_version"] == 1
     assert set(results["counts"]) == {"lab_rows_read", "lab_rows_loaded", "lab_rows_out_of_scope",
-                                      "lab_rows_quarantined", "med_rows_read", "med_rows_loaded",
+                                      "lab_rows_quarantined", "lab_rows_superseded", "med_rows_read", "med_rows_loaded",
                                       "med_rows_quarantined", "patients", "mg_results", "hypomg_results"}
     assert results["counts"]["lab_rows_read"] == 65 and results["counts"]["patients"] == 35
     assert results["counts"]["mg_results"] == 30 and results["counts"]["hypomg_results"] == 12

@@ -20,6 +20,12 @@ def test_wilson_matches_statsmodels(k, n):
     assert high == pytest.approx(ref_high, abs=1e-7)
 
 
+@pytest.mark.parametrize("n", [1, 7, 30, 31, 1000, 123457])
+def test_wilson_contains_the_estimate_exactly_at_the_edges(n):
+    assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(n, n)[0] < 1.0
+    assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(0, n)[1] > 0.0
+
+
 def minlike_p_value(k: int, n: int, p: float) -> float:
     """Exact two-sided binomial test by summing every outcome no more likely than the observed one."""
     observed = binom.pmf(k, n, p)

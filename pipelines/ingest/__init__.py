@@ -21,11 +21,18 @@ from pipelines.ingest.common import (  # noqa: F401  (the package's public names
     InputFile,
     create_raw_tables,
 )
-from pipelines.ingest.generic import ingest_generic
+from pipelines.ingest.generic import ingest_generic, ingest_inbox
 
 
-def ingest(con: duckdb.DuckDBPyConnection, source: str, input_dir: Path, config) -> list[InputFile]:
-    """Run the adapter of `source` (generic, mimic-iv or omop)."""
+def ingest(con: duckdb.DuckDBPyConnection, source: str, input_dir: Path, config,
+           incremental: bool = False) -> list[InputFile]:
+    """Run the adapter of `source` (generic, mimic-iv or omop); `incremental`: new inbox files only."""
+    if incremental:
+        if source != "generic":
+            from pipelines.errors import InputError
+
+            raise InputError(f"--incremental: the inbox takes generic extracts only (got --source {source})")
+        return ingest_inbox(con, input_dir, config.columns)
     if source == "generic":
         return ingest_generic(con, input_dir, config.columns)
     if source == "mimic-iv":

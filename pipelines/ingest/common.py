@@ -163,16 +163,27 @@ def load_table(
     return InputFile(table=target, path=str(path), sha256=sha256_of(path), rows_read=rows)
 
 
-def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Empty raw tables: every field text, plus where each row came from."""
+def create_raw_tables(con: duckdb.DuckDBPyConnection, keep: bool = False) -> None:
+    """Raw tables (every field text, plus where each row came from) and the ledger of loaded files.
+
+    `keep=True` (incremental loads) keeps what earlier runs loaded; otherwise they start empty.
+    """
+    create = "CREATE TABLE IF NOT EXISTS" if keep else "CREATE OR REPLACE TABLE"
     for table, fields in (
         ("raw_labs", (*LAB_REQUIRED, *LAB_OPTIONAL)),
         ("raw_medications", (*MED_REQUIRED, *MED_OPTIONAL)),
     ):
         cols = ", ".join(f"{f} VARCHAR" for f in fields)
-        con.execute(
-            f"CREATE OR REPLACE TABLE {table} (row_id BIGINT, source_file VARCHAR, source_row BIGINT, {cols})"
-        )
+        con.execute(f"{create} {table} (row_id BIGINT, source_file VARCHAR, source_row BIGINT, {cols})")
+    con.execute(f"{create} loaded_files (sha256 VARCHAR, path VARCHAR, input_table VARCHAR, rows_read BIGINT, "
+                "loaded_at TIMESTAMP)")
+
+
+def record_loaded(con: duckdb.DuckDBPyConnection, files: list[InputFile]) -> None:
+    """Add files to the ledger (sha256), so an incremental run never loads them again."""
+    for f in files:
+        con.execute("INSERT INTO loaded_files VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
+                    [f.sha256, f.path, f.table, f.rows_read])
 
 
 def row_offset(con: duckdb.DuckDBPyConnection, table: str) -> int:

@@ -15,7 +15,11 @@ from pipelines.ingest.common import (
     create_raw_tables,
     find_table_file,
     load_table,
+    record_loaded,
+    sha256_of,
 )
+
+EXTENSIONS = (".csv", ".csv.gz", ".parquet")
 
 
 def ingest_generic(con: duckdb.DuckDBPyConnection, input_dir: Path, columns: dict) -> list[InputFile]:
@@ -26,7 +30,36 @@ def ingest_generic(con: duckdb.DuckDBPyConnection, input_dir: Path, columns: dic
     labs = find_table_file(input_dir, "labs")
     meds = find_table_file(input_dir, "medications")
     create_raw_tables(con)
-    return [
+    loaded = [
         load_table(con, labs, "raw_labs", LAB_REQUIRED, LAB_OPTIONAL, columns.get("labs")),
         load_table(con, meds, "raw_medications", MED_REQUIRED, MED_OPTIONAL, columns.get("medications")),
     ]
+    record_loaded(con, loaded)
+    return loaded
+
+
+def ingest_inbox(con: duckdb.DuckDBPyConnection, inbox: Path, columns: dict) -> list[InputFile]:
+    """Incremental load: every `labs*` / `medications*` extract in the inbox not loaded before.
+
+    Files are recognised by sha256 (the ledger `loaded_files`), so a re-run with the same files
+    loads nothing, and a renamed copy of a loaded file is not loaded twice. New files load in name
+    order; a later file's result with the same result_id supersedes the earlier one (a correction).
+    """
+    inbox = Path(inbox)
+    if not inbox.is_dir():
+        raise InputError(f"{inbox}: inbox folder not found")
+    create_raw_tables(con, keep=True)
+    seen = {r[0] for r in con.execute("SELECT sha256 FROM loaded_files").fetchall()}
+    loaded = []
+    for stem, target, required, optional, mapping in (
+        ("labs", "raw_labs", LAB_REQUIRED, LAB_OPTIONAL, columns.get("labs")),
+        ("medications", "raw_medications", MED_REQUIRED, MED_OPTIONAL, columns.get("medications")),
+    ):
+        for path in sorted(p for p in inbox.iterdir() if p.name.startswith(stem) and p.name.endswith(EXTENSIONS)):
+            digest = sha256_of(path)
+            if digest in seen:
+                continue
+            loaded.append(load_table(con, path, target, required, optional, mapping))
+            seen.add(digest)
+    record_loaded(con, loaded)
+    return loaded

@@ -24,6 +24,7 @@ from pipelines.ingest.common import (
     check_identifiers,
     create_raw_tables,
     read_file_as_text,
+    record_loaded,
     row_offset,
     sha256_of,
 )
@@ -113,10 +114,12 @@ def ingest_mimic_iv(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFil
     )
     med_rows = con.execute("SELECT count(*) FROM mimic_prescriptions").fetchone()[0]
     con.execute("DROP TABLE mimic_prescriptions")
-    return [
+    loaded = [
         InputFile("raw_labs", str(labevents), sha256_of(labevents), lab_rows),
         InputFile("raw_medications", str(prescriptions), sha256_of(prescriptions), med_rows),
     ]
+    record_loaded(con, loaded)
+    return loaded
 
 
 def _care_units(con: duckdb.DuckDBPyConnection, transfers: Path | None) -> bool:

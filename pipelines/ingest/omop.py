@@ -27,6 +27,7 @@ from pipelines.ingest.common import (
     check_identifiers,
     create_raw_tables,
     read_file_as_text,
+    record_loaded,
     row_offset,
     sha256_of,
 )
@@ -146,10 +147,12 @@ def ingest_omop(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
     med_rows = con.execute("SELECT count(*) FROM omop_drug").fetchone()[0]
     for table in ("omop_measurement", "omop_drug"):
         con.execute(f"DROP TABLE {table}")
-    return [
+    loaded = [
         InputFile("raw_labs", str(measurement), sha256_of(measurement), lab_rows),
         InputFile("raw_medications", str(drug_exposure), sha256_of(drug_exposure), med_rows),
     ]
+    record_loaded(con, loaded)
+    return loaded
 
 
 def _atc_table(con: duckdb.DuckDBPyConnection, root: Path) -> None:

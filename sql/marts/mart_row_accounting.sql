@@ -1,6 +1,7 @@
 -- mart_row_accounting: what happened to every input row, per source file (analysis plan section 2,
 -- Row accounting). Grain: one row per (table, source file). Invariant, checked by validation:
--- rows_read = rows_loaded + rows_out_of_scope + rows_quarantined.
+-- rows_read = rows_loaded + rows_out_of_scope + rows_quarantined + rows_superseded (the last is
+-- non-zero only where a later extract corrected a result of this file).
 with
 
 lab_files as (
@@ -11,7 +12,8 @@ lab_fates as (
     select source_file,
         sum(case when status = 'loaded' then 1 else 0 end) as rows_loaded,
         sum(case when status = 'out_of_scope' then 1 else 0 end) as rows_out_of_scope,
-        sum(case when status = 'quarantined' then 1 else 0 end) as rows_quarantined
+        sum(case when status = 'quarantined' then 1 else 0 end) as rows_quarantined,
+        sum(case when status = 'superseded' then 1 else 0 end) as rows_superseded
     from stg_lab_rows group by source_file
 ),
 
@@ -23,7 +25,8 @@ med_fates as (
     select source_file,
         sum(case when status = 'loaded' then 1 else 0 end) as rows_loaded,
         0 as rows_out_of_scope,
-        sum(case when status = 'quarantined' then 1 else 0 end) as rows_quarantined
+        sum(case when status = 'quarantined' then 1 else 0 end) as rows_quarantined,
+        0 as rows_superseded
     from stg_medication_rows group by source_file
 ),
 
@@ -31,11 +34,13 @@ final as (
     select 'labs' as input_table, f.source_file, f.rows_read,
         coalesce(s.rows_loaded, 0) as rows_loaded,
         coalesce(s.rows_out_of_scope, 0) as rows_out_of_scope,
-        coalesce(s.rows_quarantined, 0) as rows_quarantined
+        coalesce(s.rows_quarantined, 0) as rows_quarantined,
+        coalesce(s.rows_superseded, 0) as rows_superseded
     from lab_files as f left join lab_fates as s on s.source_file = f.source_file
     union all
     select 'medications', f.source_file, f.rows_read,
-        coalesce(s.rows_loaded, 0), coalesce(s.rows_out_of_scope, 0), coalesce(s.rows_quarantined, 0)
+        coalesce(s.rows_loaded, 0), coalesce(s.rows_out_of_scope, 0), coalesce(s.rows_quarantined, 0),
+        coalesce(s.rows_superseded, 0)
     from med_files as f left join med_fates as s on s.source_file = f.source_file
 )
 
@@ -45,5 +50,6 @@ select
     cast(rows_read as bigint) as rows_read,
     cast(rows_loaded as bigint) as rows_loaded,
     cast(rows_out_of_scope as bigint) as rows_out_of_scope,
-    cast(rows_quarantined as bigint) as rows_quarantined
+    cast(rows_quarantined as bigint) as rows_quarantined,
+    cast(rows_superseded as bigint) as rows_superseded
 from final

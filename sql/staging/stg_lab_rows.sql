@@ -1,8 +1,11 @@
 -- stg_lab_rows: the fate of every lab row read (analysis plan sections 1.1, 2 and "Row accounting").
--- Grain: one row per input lab row (raw_labs), so read = loaded + out_of_scope + quarantined by
--- construction. Each row gets status 'loaded', 'out_of_scope' or 'quarantined' and, if quarantined,
--- exactly one reason, the first in the plan's order: missing_patient_id, bad_timestamp,
--- non_numeric_value, unknown_unit, implausible_value, duplicate.
+-- Grain: one row per input lab row (raw_labs), so read = loaded + out_of_scope + quarantined
+-- (+ superseded) by construction. Each row gets status 'loaded', 'out_of_scope', 'quarantined' or
+-- 'superseded' and, if quarantined, exactly one reason, the first in the plan's order:
+-- missing_patient_id, bad_timestamp, non_numeric_value, unknown_unit, implausible_value, duplicate.
+-- Superseded (incremental loads): a row whose source result_id appears again in a later file is
+-- replaced by that correction (int_result_corrections records both); result ids that were not
+-- given (row positions) never supersede anything.
 -- Decisions where the plan is silent (README "Definitions"): scope is decided first, so a row of an
 -- analyte or fluid the analysis does not use is out of scope whatever else is wrong with it; a
 -- timestamp with a UTC offset is bad_timestamp (the pipeline works in naive local time).
@@ -22,6 +25,7 @@ source_rows as (
         lower(trim(r.unit)) as unit_key,
         trim(r.unit) as unit,
         coalesce(nullif(trim(r.result_id), ''), cast(r.source_row as varchar)) as result_id,
+        nullif(trim(r.result_id), '') as given_result_id,
         nullif(trim(r.specimen_id), '') as specimen_id,
         nullif(trim(r.encounter_id), '') as encounter_id,
         coalesce(lower(trim(r.fluid)), '') as fluid_key,
@@ -72,10 +76,21 @@ converted as (
     left join ref_analytes as a on a.analyte = v.analyte
 ),
 
+corrected as (
+    select
+        c.*,
+        case when c.given_result_id is not null
+            then max(c.row_id) over (partition by c.given_result_id) end as latest_row_id,
+        max(c.row_id) over (partition by c.source_file) as last_row_of_file
+    from converted as c
+),
+
 first_fault as (
     select
         c.*,
+        coalesce(c.latest_row_id > c.last_row_of_file, false) as is_superseded,
         case
+            when c.latest_row_id > c.last_row_of_file then null
             when not c.in_scope then null
             when c.patient_id is null then 'missing_patient_id'
             when c.collected_at is null then 'bad_timestamp'
@@ -84,16 +99,16 @@ first_fault as (
             when not (c.value_canonical >= c.plausible_low and c.value_canonical <= c.plausible_high)
                 then 'implausible_value'
         end as fault
-    from converted as c
+    from corrected as c
 ),
 
 deduplicated as (
     select
         f.*,
         case
-            when f.in_scope and f.fault is null
+            when f.in_scope and f.fault is null and not f.is_superseded
                 then row_number() over (
-                    partition by f.in_scope, f.fault, f.patient_id, f.analyte, f.collected_at,
+                    partition by f.in_scope, f.fault, f.is_superseded, f.patient_id, f.analyte, f.collected_at,
                         f.value_num, f.unit_key, f.specimen_id
                     order by f.row_id
                 )
@@ -107,6 +122,7 @@ final as (
         d.source_file,
         d.source_row,
         case
+            when d.is_superseded then 'superseded'
             when not d.in_scope then 'out_of_scope'
             when d.fault is not null or d.copy_number > 1 then 'quarantined'
             else 'loaded'
@@ -128,6 +144,7 @@ final as (
         d.factor as unit_factor,
         d.value_canonical,
         d.result_id,
+        d.latest_row_id,
         d.specimen_id,
         d.encounter_id,
         d.care_unit
