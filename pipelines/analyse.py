@@ -52,11 +52,15 @@ def proportion(numerator: int, denominator: int, min_cell_size: int) -> dict[str
     }
 
 
-def cooccurrence_rows(con: duckdb.DuckDBPyConnection, min_cell: int) -> list[dict[str, Any]]:
-    marts = {
+def cooccurrence_counts(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """mart_cooccurrence keyed by (abnormality, direction, window, level)."""
+    return {
         (r["abnormality"], r["direction"], r["window_name"], r["level"]): r
         for r in rows(con, "SELECT * FROM mart_cooccurrence")
     }
+
+
+def cooccurrence_rows(marts: dict, min_cell: int) -> list[dict[str, Any]]:
     out = []
     for abnormality in ABNORMALITIES:
         for direction in DIRECTIONS:
@@ -87,12 +91,8 @@ def _order(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in keys}
 
 
-def prevalence_ratio_rows(cooc: list[dict[str, Any]], con, min_cell: int) -> list[dict[str, Any]]:
+def prevalence_ratio_rows(counts: dict, min_cell: int) -> list[dict[str, Any]]:
     """Hypo- vs normomagnesemia prevalence of each abnormality, Katz log 95% interval."""
-    counts = {
-        (r["abnormality"], r["direction"], r["window_name"], r["level"]): r
-        for r in rows(con, "SELECT * FROM mart_cooccurrence")
-    }
     out = []
     for abnormality in ABNORMALITIES:
         for window in WINDOWS:
@@ -176,13 +176,13 @@ def store_proportions(con: duckdb.DuckDBPyConnection, results: dict[str, Any]) -
 def build_results(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, Any]:
     """The whole results.json document."""
     min_cell = config.privacy.min_cell_size
-    cooc = cooccurrence_rows(con, min_cell)
+    marts = cooccurrence_counts(con)
     return {
         "schema_version": SCHEMA_VERSION,
         "parameters": config.to_dict(),
         "counts": counts(con),
-        "cooccurrence": cooc,
-        "prevalence_ratios": prevalence_ratio_rows(cooc, con, min_cell),
+        "cooccurrence": cooccurrence_rows(marts, min_cell),
+        "prevalence_ratios": prevalence_ratio_rows(marts, min_cell),
         "sensitivity": sensitivity_rows(con, min_cell),
         "audit": audit(con, min_cell),
         "exposures": exposures(con, min_cell),

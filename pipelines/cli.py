@@ -159,11 +159,12 @@ def generate(
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same files)."),
     out_dir: Path = typer.Option(..., "--out", help="Folder to write labs and medications into."),
     fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
+    skewed: bool = typer.Option(False, "--skewed", help="ICU-like skew: 1% of patients carry about half the results."),
 ) -> None:
-    """Write a synthetic de-identified data set in the generic format."""
+    """Write a synthetic de-identified data set in the generic format (streamed in chunks of patients)."""
     from pipelines.generate import generate as make
 
-    written = make(patients=patients, seed=seed, out_dir=out_dir, fmt=fmt)
+    written = make(patients=patients, seed=seed, out_dir=out_dir, fmt=fmt, skewed=skewed)
     for path, n in written.items():
         out.print(f"wrote {n:,} rows to {path}")
 

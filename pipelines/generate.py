@@ -67,15 +67,27 @@ REPLETION = {
 }
 
 
-def _fmt_times(seconds: np.ndarray) -> np.ndarray:
-    stamps = (START + seconds.astype("timedelta64[s]")).astype(str)
-    return np.char.replace(stamps, "T", " ")
+START_S = int(START.astype("int64"))
 
 
-def _lab_chunk(rng: np.random.Generator, first_patient: int, n_patients: int, hypomg_share: float) -> pl.DataFrame:
+def _fmt_times(seconds) -> pl.Series:
+    """Seconds after START as 'YYYY-MM-DD HH:MM:SS' text (vectorised in polars)."""
+    return pl.from_epoch(pl.Series(seconds).cast(pl.Int64) + START_S, time_unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _ids(prefix: str, numbers) -> pl.Series:
+    """'P123'-style identifiers (vectorised in polars)."""
+    return pl.select(pl.concat_str([pl.lit(prefix), pl.Series(numbers).cast(pl.Int64).cast(pl.String)])).to_series()
+
+
+def _lab_chunk(rng: np.random.Generator, first_patient: int, n_patients: int, hypomg_share: float,
+               skewed: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
     pids = np.arange(first_patient, first_patient + n_patients)
     depleted = rng.random(n_patients) < hypomg_share
     draws = rng.poisson(4, n_patients) + 1
+    if skewed:  # ICU-like skew: 1% of patients carry about half of all results
+        hot = rng.random(n_patients) < 0.01
+        draws = np.where(hot, rng.poisson(500, n_patients) + 1, draws)
     draw_patient = np.repeat(np.arange(n_patients), draws)
     base = rng.integers(0, SPAN_DAYS * 86400, n_patients)
     gaps = rng.exponential(10 * 3600, draw_patient.size).astype(np.int64)
@@ -115,16 +127,16 @@ def _lab_chunk(rng: np.random.Generator, first_patient: int, n_patients: int, hy
             treated = (canonical < threshold) & (rng.random(idx.size) < share_treated)
             start = times[treated] + rng.integers(0, max_delay_h * 60, treated.sum()) * 60
             orders.append(pl.DataFrame({
-                "patient_id": np.char.add("P", pids[pat[treated]].astype(str)), "s": start.astype(np.int64),
+                "patient_id": _ids("P", pids[pat[treated]]), "s": start.astype(np.int64),
                 "e": (start + 4 * 3600).astype(np.int64), "drug": [drug] * int(treated.sum()),
                 "atc_code": [atc] * int(treated.sum()), "route": ["IV"] * int(treated.sum()),
             }))
-        specimen = np.char.add("S", idx.astype(str)) if analyte != "ICA" else np.char.add("G", idx.astype(str))
+        specimen = _ids("S" if analyte != "ICA" else "G", idx)
         frames.append(pl.DataFrame({
-            "patient_id": np.char.add("P", pids[pat].astype(str)),
+            "patient_id": _ids("P", pids[pat]),
             "t": times.astype(np.int64),
             "analyte": codes,
-            "value": values.astype(str),
+            "value": pl.Series(values).cast(pl.String),
             "unit": units,
             "specimen_id": specimen,
             "fluid": np.where(analyte == "ICA", "whole blood", np.where(rng.random(idx.size) < 0.5, "serum", "")),
@@ -143,7 +155,7 @@ def _lab_chunk(rng: np.random.Generator, first_patient: int, n_patients: int, hy
     labs = pl.concat([labs, oos])
     labs = _inject_faults(rng, labs)
     labs = labs.sort(["patient_id", "t", "specimen_id", "analyte"])
-    labs = labs.with_columns(collected_at=pl.Series(_fmt_times(labs["t"].to_numpy()))).select(
+    labs = labs.with_columns(collected_at=_fmt_times(labs["t"])).select(
         "patient_id", "collected_at", "analyte", "value", "unit", "specimen_id", "fluid"
     )
     return labs, pl.concat(orders)
@@ -184,13 +196,13 @@ def _med_chunk(rng: np.random.Generator, first_patient: int, n_patients: int, re
         start -= start % 60
         stop = start + rng.integers(1, 96, pids.size) * 3600
         frames.append(pl.DataFrame({
-            "patient_id": np.char.add("P", pids.astype(str)),
+            "patient_id": _ids("P", pids),
             "s": start, "e": stop, "drug": [drug] * pids.size, "atc_code": [atc] * pids.size,
             "route": np.where(rng.random(pids.size) < 0.5, "IV", "PO"),
         }))
     meds = pl.concat(frames).sort(["patient_id", "s", "drug"])
     meds = meds.with_columns(
-        start_at=pl.Series(_fmt_times(meds["s"].to_numpy())), stop_at=pl.Series(_fmt_times(meds["e"].to_numpy()))
+        start_at=_fmt_times(meds["s"]), stop_at=_fmt_times(meds["e"])
     ).select("patient_id", "start_at", "stop_at", "drug", "route", "atc_code")
     # a few faulty orders, so the medication quarantine is exercised too
     u = rng.random(meds.height)
@@ -228,8 +240,12 @@ class _Writer:
             self._csv.close()
 
 
-def generate(patients: int, seed: int, out_dir: Path, fmt: str = "csv", hypomg_share: float = 0.15) -> dict[str, int]:
-    """Write labs.<fmt> and medications.<fmt> to out_dir; returns rows written per file."""
+def generate(patients: int, seed: int, out_dir: Path, fmt: str = "csv", hypomg_share: float = 0.15,
+             skewed: bool = False) -> dict[str, int]:
+    """Write labs.<fmt> and medications.<fmt> to out_dir; returns rows written per file.
+
+    skewed: ICU-like data where 1% of patients carry about half of all results (benchmarks).
+    """
     if fmt not in ("csv", "parquet"):
         raise InputError(f"--format {fmt!r}: expected csv or parquet")
     out_dir = Path(out_dir)
@@ -240,7 +256,7 @@ def generate(patients: int, seed: int, out_dir: Path, fmt: str = "csv", hypomg_s
         for chunk, first in enumerate(range(0, patients, CHUNK_PATIENTS)):
             n = min(CHUNK_PATIENTS, patients - first)
             rng = np.random.default_rng([seed, chunk])
-            lab, repletions = _lab_chunk(rng, first + 1, n, hypomg_share)
+            lab, repletions = _lab_chunk(rng, first + 1, n, hypomg_share, skewed)
             lab = lab.with_columns(
                 collected_at=pl.when(pl.col("collected_at").str.starts_with("2023-12-31 23:59:59"))
                 .then(pl.lit("2024-13-45 25:61")).otherwise(pl.col("collected_at"))

@@ -109,3 +109,21 @@ def test_print_keeps_every_section_and_screenshot_for_ci(opened):
     page.set_viewport_size({"width": 1280, "height": 1000})
     page.screenshot(path=str(ARTIFACTS / "report-first-screen.png"))
     assert (ARTIFACTS / "report.png").stat().st_size > 50_000
+
+
+def test_report_stays_small_with_100_months_of_history(demo_run, tmp_path):
+    """Aggregates only: 100 months of audit history add rows, not megabytes."""
+    from reports.build import write_report
+
+    out, _ = demo_run
+    results = json.loads((out / "demo" / "results.json").read_text())
+    manifest = json.loads((out / "demo" / "manifest.json").read_text())
+    validation = json.loads((out / "demo" / "validation.json").read_text())
+    results["audit"]["by_month"] = [
+        {"month": f"{2018 + m // 12}-{m % 12 + 1:02d}", "episodes": 200 + m, "mg_checked": 120 + m, "rate": 0.6,
+         "ci_low": 0.55, "ci_high": 0.65, "suppressed": False} for m in range(100)]
+    path = tmp_path / "report.html"
+    write_report(path, results, manifest, validation)
+    page = path.read_text()
+    assert path.stat().st_size < 10_000_000
+    assert page.count("2026-04") >= 1 and page.count("plotly.js v") == 1
