@@ -56,6 +56,7 @@ def floor_seconds(folder: Path, fmt: str) -> float:
         "d = tempfile.mkdtemp()\n"
         "con = duckdb.connect(os.path.join(d, 'floor.duckdb'))\n"
         "con.execute('SET threads = 2')\n"
+        "con.execute('SET enable_progress_bar = false')\n"
         "t = time.perf_counter()\n"
         f"con.execute(\"CREATE TABLE labs AS SELECT * FROM {reader}('{folder / f'labs.{fmt}'}')\")\n"
         "print(time.perf_counter() - t)\n"

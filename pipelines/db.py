@@ -20,6 +20,7 @@ def connect(path: str | Path, config: Config) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET threads = {int(config.engine.threads)}")
     con.execute("SET temp_directory = ?", [str(spill)])
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     return con
 
 

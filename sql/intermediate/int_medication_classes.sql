@@ -16,33 +16,44 @@ medications as (
     where status = 'loaded'
 ),
 
-name_matches as (
-    select m.row_id, c.drug_class
-    from medications as m
-    join ref_drug_classes as c
-        on c.match_type = 'name'
-        and regexp_matches(m.drug_lower, concat('(^|[^a-z])', c.pattern, '([^a-z]|$)'))
+drug_names as (
+    -- classify each distinct name once (a regular expression per name and pattern), not each order
+    select distinct drug_lower from medications
 ),
 
-atc_matches as (
-    select m.row_id, c.drug_class
-    from medications as m
+atc_codes as (
+    select distinct atc_code from medications where atc_code is not null
+),
+
+name_classes as (
+    select n.drug_lower, c.drug_class
+    from drug_names as n
     join ref_drug_classes as c
-        on c.match_type = 'atc' and m.atc_code like concat(c.pattern, '%')
+        on c.match_type = 'name'
+        and regexp_matches(n.drug_lower, concat('(^|[^a-z])', c.pattern, '([^a-z]|$)'))
+),
+
+atc_classes as (
+    select a.atc_code, c.drug_class
+    from atc_codes as a
+    join ref_drug_classes as c
+        on c.match_type = 'atc' and a.atc_code like concat(c.pattern, '%')
+),
+
+excluded_names as (
+    select distinct n.drug_lower, e.drug_class
+    from drug_names as n
+    join ref_drug_exclusions as e on strpos(n.drug_lower, e.pattern) > 0
 ),
 
 matches as (
-    select row_id, drug_class from name_matches
+    select m.row_id, n.drug_class, m.drug_lower
+    from medications as m
+    join name_classes as n on n.drug_lower = m.drug_lower
     union
-    select row_id, drug_class from atc_matches
-),
-
-excluded as (
-    select distinct x.row_id, x.drug_class
-    from matches as x
-    join medications as m on m.row_id = x.row_id
-    join ref_drug_exclusions as e
-        on e.drug_class = x.drug_class and strpos(m.drug_lower, e.pattern) > 0
+    select m.row_id, a.drug_class, m.drug_lower
+    from medications as m
+    join atc_classes as a on a.atc_code = m.atc_code
 ),
 
 final as (
@@ -59,8 +70,8 @@ final as (
     from matches as x
     join medications as m on m.row_id = x.row_id
     cross join params as p
-    left join excluded as e on e.row_id = x.row_id and e.drug_class = x.drug_class
-    where e.row_id is null
+    left join excluded_names as e on e.drug_lower = x.drug_lower and e.drug_class = x.drug_class
+    where e.drug_lower is null
 )
 
 select row_id, patient_id, drug_class, drug, route, start_at, stop_at, start_s, exposure_end_s from final
