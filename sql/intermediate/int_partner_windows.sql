@@ -8,9 +8,11 @@
 --     hypomagnesemia at the configured threshold). Feeds hypomg_given_abnormality.
 -- Windows: same_draw = a partner with the same specimen_id, or collected within +/- same_draw_hours;
 -- 24h = a partner collected within +/- cooccurrence_hours. Both inclusive; same patient only.
--- Linear and portable (portable-sql.md rule 10): one time-ordered union per pair and patient; the
--- nearest partner at or before and at or after each index comes from running max/min window
--- functions, so the cost does not grow with the square of a patient's result count.
+-- Linear and portable (portable-sql.md rule 10): one time-ordered union of the MG results and the
+-- abnormality's results per (abnormality, definition, patient) serves both directions; the nearest
+-- partner at or before and at or after each index comes from running max/min window functions, so
+-- the cost does not grow with the square of a patient's result count. Same-specimen partners come
+-- from an aggregate joined back (no second window sort).
 with
 
 mg as (
@@ -25,60 +27,75 @@ definitions as (
 ),
 
 events as (
-    select 'from_mg' as pair_direction, d.abnormality, d.hypocalcemia_definition,
-        m.patient_id, m.row_id, m.collected_at, m.specimen_id, m.result_id, m.result_id_num,
-        true as is_index, false as is_partner_abnormal,
+    -- every MG result once per abnormality definition, beside that abnormality's results
+    select d.abnormality, d.hypocalcemia_definition, coalesce(d.hypocalcemia_definition, '') as definition_key,
+        m.patient_id, m.row_id, m.collected_at, epoch(m.collected_at) as at_s, m.specimen_id,
+        m.result_id, m.result_id_num,
+        1 as is_mg, m.is_hypomagnesemia as is_low,
         m.value_canonical as index_mg_mmol_l, m.is_hypomagnesemia, m.is_normomagnesemia
     from mg as m cross join definitions as d
     union all
-    select 'from_mg', a.abnormality, a.hypocalcemia_definition,
-        a.patient_id, a.row_id, a.collected_at, a.specimen_id, a.result_id, a.result_id_num,
-        false, a.is_abnormal,
+    select a.abnormality, a.hypocalcemia_definition, coalesce(a.hypocalcemia_definition, ''),
+        a.patient_id, a.row_id, a.collected_at, epoch(a.collected_at), a.specimen_id,
+        a.result_id, a.result_id_num,
+        0, a.is_abnormal,
         cast(null as double), false, false
     from int_abnormality_results as a
-    union all
-    select 'to_mg', a.abnormality, a.hypocalcemia_definition,
-        a.patient_id, a.row_id, a.collected_at, a.specimen_id, a.result_id, a.result_id_num,
-        true, false,
-        cast(null as double), false, false
-    from int_abnormality_results as a where a.is_abnormal
-    union all
-    select 'to_mg', d.abnormality, d.hypocalcemia_definition,
-        m.patient_id, m.row_id, m.collected_at, m.specimen_id, m.result_id, m.result_id_num,
-        false, m.is_hypomagnesemia,
-        cast(null as double), false, false
-    from mg as m cross join definitions as d
+),
+
+specimens as (
+    select abnormality, definition_key, patient_id, specimen_id,
+        max(is_mg) as has_mg,
+        max(case when is_mg = 1 and is_low then 1 else 0 end) as has_low_mg,
+        max(1 - is_mg) as has_x,
+        max(case when is_mg = 0 and is_low then 1 else 0 end) as has_low_x
+    from events
+    where specimen_id is not null
+    group by abnormality, definition_key, patient_id, specimen_id
 ),
 
 windowed as (
     select
         e.*,
-        epoch(e.collected_at) as at_s,
-        max(case when not e.is_index then epoch(e.collected_at) end) over w_before as partner_before_s,
-        min(case when not e.is_index then epoch(e.collected_at) end) over w_after as partner_after_s,
-        max(case when not e.is_index and e.is_partner_abnormal then epoch(e.collected_at) end) over w_before
-            as abnormal_before_s,
-        min(case when not e.is_index and e.is_partner_abnormal then epoch(e.collected_at) end) over w_after
-            as abnormal_after_s,
-        max(case when not e.is_index then 1 else 0 end) over w_specimen as specimen_partners,
-        max(case when not e.is_index and e.is_partner_abnormal then 1 else 0 end) over w_specimen
-            as specimen_abnormal_partners
+        max(case when e.is_mg = 1 then e.at_s end) over w_before as mg_before_s,
+        min(case when e.is_mg = 1 then e.at_s end) over w_after as mg_after_s,
+        max(case when e.is_mg = 1 and e.is_low then e.at_s end) over w_before as low_mg_before_s,
+        min(case when e.is_mg = 1 and e.is_low then e.at_s end) over w_after as low_mg_after_s,
+        max(case when e.is_mg = 0 then e.at_s end) over w_before as x_before_s,
+        min(case when e.is_mg = 0 then e.at_s end) over w_after as x_after_s,
+        max(case when e.is_mg = 0 and e.is_low then e.at_s end) over w_before as low_x_before_s,
+        min(case when e.is_mg = 0 and e.is_low then e.at_s end) over w_after as low_x_after_s
     from events as e
     window
         w_before as (
-            partition by e.pair_direction, e.abnormality, e.hypocalcemia_definition, e.patient_id
-            order by e.collected_at, e.is_index, e.row_id
+            partition by e.abnormality, e.definition_key, e.patient_id
+            order by e.at_s, e.row_id
             rows between unbounded preceding and current row
         ),
         w_after as (
-            partition by e.pair_direction, e.abnormality, e.hypocalcemia_definition, e.patient_id
-            order by e.collected_at, e.is_index, e.row_id
+            partition by e.abnormality, e.definition_key, e.patient_id
+            order by e.at_s, e.row_id
             rows between current row and unbounded following
-        ),
-        w_specimen as (
-            partition by e.pair_direction, e.abnormality, e.hypocalcemia_definition, e.patient_id,
-                e.specimen_id
         )
+),
+
+indexed as (
+    -- MG rows look for the abnormality (from_mg); abnormal X rows look for magnesium (to_mg)
+    select
+        w.*,
+        case when w.is_mg = 1 then 'from_mg' else 'to_mg' end as pair_direction,
+        case when w.is_mg = 1 then w.x_before_s else w.mg_before_s end as partner_before_s,
+        case when w.is_mg = 1 then w.x_after_s else w.mg_after_s end as partner_after_s,
+        case when w.is_mg = 1 then w.low_x_before_s else w.low_mg_before_s end as abnormal_before_s,
+        case when w.is_mg = 1 then w.low_x_after_s else w.low_mg_after_s end as abnormal_after_s,
+        case when w.is_mg = 1 then coalesce(sp.has_x, 0) else coalesce(sp.has_mg, 0) end as specimen_partners,
+        case when w.is_mg = 1 then coalesce(sp.has_low_x, 0) else coalesce(sp.has_low_mg, 0) end
+            as specimen_abnormal_partners
+    from windowed as w
+    left join specimens as sp
+        on sp.abnormality = w.abnormality and sp.definition_key = w.definition_key
+        and sp.patient_id = w.patient_id and sp.specimen_id = w.specimen_id
+    where w.is_mg = 1 or w.is_low
 ),
 
 final as (
@@ -108,9 +125,8 @@ final as (
         coalesce(
             w.at_s - w.abnormal_before_s <= p.cooccurrence_seconds
             or w.abnormal_after_s - w.at_s <= p.cooccurrence_seconds, false) as abnormal_24h
-    from windowed as w
+    from indexed as w
     cross join params as p
-    where w.is_index
 )
 
 select * from final

@@ -76,13 +76,28 @@ converted as (
     left join ref_analytes as a on a.analyte = v.analyte
 ),
 
+file_ends as (
+    select source_file, max(row_id) as last_row_of_file from raw_labs group by source_file
+),
+
+repeated_ids as (
+    -- result ids given more than once; aggregates and joins on narrow keys instead of window
+    -- sorts of whole rows keep this linear and light at 100M rows
+    select given_result_id, max(row_id) as latest_row_id
+    from source_rows
+    where given_result_id is not null
+    group by given_result_id
+    having count(*) > 1
+),
+
 corrected as (
     select
         c.*,
-        case when c.given_result_id is not null
-            then max(c.row_id) over (partition by c.given_result_id) end as latest_row_id,
-        max(c.row_id) over (partition by c.source_file) as last_row_of_file
+        r.latest_row_id,
+        e.last_row_of_file
     from converted as c
+    join file_ends as e on e.source_file = c.source_file
+    left join repeated_ids as r on r.given_result_id = c.given_result_id
 ),
 
 first_fault as (
@@ -102,18 +117,36 @@ first_fault as (
     from corrected as c
 ),
 
+candidates as (
+    -- valid rows that may repeat an earlier one (the plan's duplicate key)
+    select
+        row_id, patient_id, analyte, collected_at, value_num, unit_key, coalesce(specimen_id, '') as specimen_key
+    from first_fault
+    where in_scope and fault is null and not is_superseded
+),
+
+first_copies as (
+    select patient_id, analyte, collected_at, value_num, unit_key, specimen_key, min(row_id) as first_row_id
+    from candidates
+    group by patient_id, analyte, collected_at, value_num, unit_key, specimen_key
+    having count(*) > 1
+),
+
+duplicates as (
+    select c.row_id
+    from candidates as c
+    join first_copies as f
+        on f.patient_id = c.patient_id and f.analyte = c.analyte and f.collected_at = c.collected_at
+        and f.value_num = c.value_num and f.unit_key = c.unit_key and f.specimen_key = c.specimen_key
+    where c.row_id > f.first_row_id
+),
+
 deduplicated as (
     select
         f.*,
-        case
-            when f.in_scope and f.fault is null and not f.is_superseded
-                then row_number() over (
-                    partition by f.in_scope, f.fault, f.is_superseded, f.patient_id, f.analyte, f.collected_at,
-                        f.value_num, f.unit_key, f.specimen_id
-                    order by f.row_id
-                )
-        end as copy_number
+        case when d.row_id is not null then 2 else 1 end as copy_number
     from first_fault as f
+    left join duplicates as d on d.row_id = f.row_id
 ),
 
 final as (
