@@ -107,7 +107,10 @@ def run_suites(db_path: Path, stage: str, config) -> list[dict[str, Any]]:
     gx, context, _ = _gx()
     summaries = []
     name = f"hypomag_{next(_names)}"
-    datasource = context.data_sources.add_hypomag_duckdb(name=name, connection_string=f"duckdb:///{db_path}")
+    # the run's DuckDB limits apply to GX's connections too, so large tables spill instead of growing
+    duckdb_config = {"memory_limit": config.engine.memory_limit, "threads": config.engine.threads}
+    datasource = context.data_sources.add_hypomag_duckdb(
+        name=name, connection_string=f"duckdb:///{db_path}", kwargs={"connect_args": {"config": duckdb_config}})
     engine = datasource.get_execution_engine()
     try:
         for suite_doc in load_suites(stage):
