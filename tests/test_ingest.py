@@ -164,30 +164,21 @@ def test_medication_dates_without_time_mean_midnight(tmp_path):
 
 
 def test_identifier_columns_are_refused(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "labs.csv").write_text("patient_id,patient_name,collected_at,analyte,value,unit\n"
+    folder = raw_input(tmp_path, "patient_id,patient_name,collected_at,analyte,value,unit\n"
                                      f"p1,Jane Doe,{T},MG,1.8,mg/dL\n")
-    (folder / "medications.csv").write_text("patient_id,start_at,drug\n")
     with pytest.raises(InputError, match=r"labs.csv: column 'patient_name' looks like a direct identifier"):
         _ingest(folder)
 
 
 def test_identifier_values_are_refused_with_their_row(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "labs.csv").write_text("patient_id,collected_at,analyte,value,unit\n"
+    folder = raw_input(tmp_path, "patient_id,collected_at,analyte,value,unit\n"
                                      f"p1,{T},MG,1.8,mg/dL\njane@example.org,{T},MG,1.8,mg/dL\n")
-    (folder / "medications.csv").write_text("patient_id,start_at,drug\n")
     with pytest.raises(InputError, match=r"row 2, column 'patient_id' holds what looks like an e-mail address"):
         _ingest(folder)
 
 
 def test_missing_required_column_names_file_and_column(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "labs.csv").write_text(f"patient_id,collected_at,analyte,value\np1,{T},MG,1.8\n")
-    (folder / "medications.csv").write_text("patient_id,start_at,drug\n")
+    folder = raw_input(tmp_path, f"patient_id,collected_at,analyte,value\np1,{T},MG,1.8\n")
     with pytest.raises(InputError, match=r"labs.csv: required column 'unit' is missing"):
         _ingest(folder)
 
@@ -195,10 +186,7 @@ def test_missing_required_column_names_file_and_column(tmp_path):
 def test_column_mapping_renames_source_columns(tmp_path):
     from pipelines.config import Config
 
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "labs.csv").write_text(f"subject,charttime,item,result,uom\np1,{T},MG,1.8,mg/dL\n")
-    (folder / "medications.csv").write_text("patient_id,start_at,drug\n")
+    folder = raw_input(tmp_path, f"subject,charttime,item,result,uom\np1,{T},MG,1.8,mg/dL\n")
     cfg = Config(columns={"labs": {"patient_id": "subject", "collected_at": "charttime", "analyte": "item",
                                    "value": "result", "unit": "uom"}})
     con = _ingest(folder, cfg)
@@ -221,6 +209,15 @@ def test_parquet_input_keeps_sodium_named_NA(tmp_path):
     build_models(con, NORMALISE_MODELS)
     assert con.execute("SELECT analyte, value_canonical, source_row FROM int_lab_results").fetchall() == [("NA", 140.0, 1)]
     assert scalar(con, "SELECT status FROM stg_medication_rows") == "loaded"
+
+
+def raw_input(tmp_path, labs_text: str):
+    """A generic input folder with the given labs.csv text and an empty medications.csv."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "labs.csv").write_text(labs_text)
+    (folder / "medications.csv").write_text("patient_id,start_at,drug\n")
+    return folder
 
 
 def _ingest(folder, config=None):
