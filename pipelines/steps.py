@@ -86,8 +86,9 @@ def prepare(run: Run) -> Run:
     if run.source not in SOURCES:
         raise InputError(f"--source {run.source!r}: expected one of {', '.join(SOURCES)}")
     run.db_path.parent.mkdir(parents=True, exist_ok=True)
-    run.lock = RunLock(run.db_path)
-    run.lock.acquire()
+    lock = RunLock(run.db_path)
+    lock.acquire()  # raises RunLocked (exit 2) while another run holds the database
+    run.lock = lock
     for leftover in (run.building_db, Path(str(run.building_db) + ".wal")):
         leftover.unlink(missing_ok=True)  # a killed run's leftovers; the lock says none is running
     if run.incremental and run.db_path.exists():
@@ -250,7 +251,13 @@ def publish(run: Run) -> Path:
 
 
 def abandon(run: Run) -> None:
-    """After a failure: drop what this run built; the published database and outputs stay."""
+    """After a failure: drop what this run built; the published database and outputs stay.
+
+    A run that never got the lock built nothing, and must not touch the `.building` file of the
+    run that holds it.
+    """
+    if run.lock is None:
+        return
     if run.con is not None:
         try:
             run.con.close()

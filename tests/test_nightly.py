@@ -99,6 +99,8 @@ def test_a_second_run_on_the_same_database_fails_fast(tmp_path, inbox):
     root, db = tmp_path / "reports", tmp_path / "nightly.duckdb"
     lock = RunLock(db)
     lock.acquire()
+    building = Path(str(db) + ".building")
+    building.write_bytes(b"the running run's half-built database")
     try:
         proc = nightly(inbox, root, db, tmp_path)
     finally:
@@ -106,6 +108,7 @@ def test_a_second_run_on_the_same_database_fails_fast(tmp_path, inbox):
     assert proc.returncode == 2
     assert "another hypomag run" in " ".join(proc.stderr.split()) and f"pid {os.getpid()}" in proc.stderr
     assert not root.exists() and not db.exists()
+    assert building.read_bytes() == b"the running run's half-built database"  # the other run's work is untouched
 
 
 def test_a_killed_run_loses_nothing_and_the_next_run_succeeds(tmp_path):
