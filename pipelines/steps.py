@@ -30,6 +30,8 @@ from pipelines.publish import RunLock, history_flags, point_latest, published_ru
 LOG = logging.getLogger("hypomag")
 
 SOURCES = ("generic", "mimic-iv", "omop")
+TIME_SOURCE = {"generic": "collected_at", "mimic-iv": "labevents.charttime (specimen collection)",
+               "omop": "measurement.measurement_datetime"}
 # Row-level outputs: only ever in the run's restricted/ folder (plan section 7).
 RESTRICTED_OUTPUTS = (
     ("int_quarantine", "quarantine"),
@@ -183,7 +185,7 @@ def manifest(run: Run, finished_at: str) -> dict[str, Any]:
         "source": run.source,
         "input_dir": str(run.input_dir),
         "inputs": inputs,
-        "time_source": {"labs": "collected_at"},
+        "time_source": {"labs": TIME_SOURCE[run.source]},  # always a collection time, never result time
         "parameters": run.config.to_dict(),
         "versions": {
             "hypomag": version("hypomag"),

@@ -163,6 +163,19 @@ def load_table(
     return InputFile(table=target, path=str(path), sha256=sha256_of(path), rows_read=rows)
 
 
+def source_columns(con: duckdb.DuckDBPyConnection, path: Path, table: str, required: tuple[str, ...],
+                   optional: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """Lower-cased column -> the file's column name (None if an optional one is absent).
+
+    A missing required column is an input error naming the file and the column.
+    """
+    present = {r[0].lower(): r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+    for col in required:
+        if col not in present:
+            raise InputError(f"{path}: required column {col!r} is missing (columns found: {', '.join(sorted(present))})")
+    return {c: present.get(c) for c in (*required, *optional)}
+
+
 def create_raw_tables(con: duckdb.DuckDBPyConnection, keep: bool = False) -> None:
     """Raw tables (every field text, plus where each row came from) and the ledger of loaded files.
 

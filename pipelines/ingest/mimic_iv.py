@@ -27,6 +27,7 @@ from pipelines.ingest.common import (
     record_loaded,
     row_offset,
     sha256_of,
+    source_columns,
 )
 
 LABEVENTS_COLUMNS = ("labevent_id", "subject_id", "hadm_id", "specimen_id", "itemid", "charttime", "value",
@@ -44,13 +45,6 @@ def find_hosp_file(root: Path, stem: str, required: bool = True) -> Path | None:
     return None
 
 
-def require_columns(con: duckdb.DuckDBPyConnection, path: Path, table: str, needed: tuple[str, ...]) -> None:
-    present = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
-    missing = [c for c in needed if c not in present]
-    if missing:
-        raise InputError(f"{path}: required column {missing[0]!r} is missing (columns found: {', '.join(sorted(present))})")
-
-
 def ingest_mimic_iv(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
     root = Path(root)
     if not (root / "hosp").is_dir():
@@ -64,7 +58,7 @@ def ingest_mimic_iv(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFil
     # the item dictionary must hold the items the analysis uses
     con.execute("CREATE OR REPLACE TEMP TABLE mimic_d_labitems AS SELECT * FROM read_csv(?, all_varchar = true)",
                 [str(d_labitems)])
-    require_columns(con, d_labitems, "mimic_d_labitems", ("itemid", "label"))
+    source_columns(con, d_labitems, "mimic_d_labitems", ("itemid", "label"))
     missing = con.execute(
         "SELECT i.itemid FROM ref_mimic_iv_items AS i LEFT JOIN mimic_d_labitems AS d ON d.itemid = i.itemid "
         "WHERE d.itemid IS NULL ORDER BY 1"
@@ -73,7 +67,7 @@ def ingest_mimic_iv(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFil
         raise InputError(f"{d_labitems}: itemids {', '.join(r[0] for r in missing)} are not in the item dictionary")
 
     columns = read_file_as_text(con, labevents, "mimic_labevents")
-    require_columns(con, labevents, "mimic_labevents", LABEVENTS_COLUMNS)
+    source_columns(con, labevents, "mimic_labevents", LABEVENTS_COLUMNS)
     check_identifiers(con, labevents, "mimic_labevents", columns, scan=["subject_id", "hadm_id", "specimen_id"])
     units = _care_units(con, transfers)
     con.execute(
@@ -101,7 +95,7 @@ def ingest_mimic_iv(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFil
     con.execute("DROP TABLE mimic_labevents")
 
     columns = read_file_as_text(con, prescriptions, "mimic_prescriptions")
-    require_columns(con, prescriptions, "mimic_prescriptions", PRESCRIPTION_COLUMNS)
+    source_columns(con, prescriptions, "mimic_prescriptions", PRESCRIPTION_COLUMNS)
     check_identifiers(con, prescriptions, "mimic_prescriptions", columns, scan=["subject_id", "hadm_id"])
     con.execute(
         """

@@ -30,6 +30,7 @@ from pipelines.ingest.common import (
     record_loaded,
     row_offset,
     sha256_of,
+    source_columns,
 )
 
 MEASUREMENT_COLUMNS = ("measurement_id", "person_id", "measurement_concept_id", "measurement_datetime",
@@ -53,16 +54,6 @@ def find_cdm_table(root: Path, table: str, required: bool = True) -> Path | None
     return None
 
 
-def _columns(con: duckdb.DuckDBPyConnection, path: Path, table: str, required: tuple[str, ...],
-             optional: tuple[str, ...]) -> dict[str, str]:
-    """Lower-cased CDM column -> the file's column name; a missing required one is an input error."""
-    present = {r[0].lower(): r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
-    for col in required:
-        if col not in present:
-            raise InputError(f"{path}: required column {col!r} is missing (columns found: {', '.join(sorted(present))})")
-    return {c: present.get(c) for c in (*required, *optional)}
-
-
 def _col(cols: dict[str, str | None], name: str, alias: str = "m") -> str:
     return f'{alias}."{cols[name]}"' if cols.get(name) else "CAST(NULL AS VARCHAR)"
 
@@ -77,11 +68,11 @@ def ingest_omop(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
     create_raw_tables(con)
 
     read_file_as_text(con, concept, "omop_concept")
-    _columns(con, concept, "omop_concept", ("concept_id", "concept_name", "vocabulary_id", "concept_code"), ())
+    source_columns(con, concept, "omop_concept", ("concept_id", "concept_name", "vocabulary_id", "concept_code"), ())
     _atc_table(con, root)
 
     columns = read_file_as_text(con, measurement, "omop_measurement")
-    cols = _columns(con, measurement, "omop_measurement", MEASUREMENT_COLUMNS, OPTIONAL["measurement"])
+    cols = source_columns(con, measurement, "omop_measurement", MEASUREMENT_COLUMNS, OPTIONAL["measurement"])
     check_identifiers(con, measurement, "omop_measurement", columns,
                       scan=[cols["person_id"], *([cols["visit_occurrence_id"]] if cols["visit_occurrence_id"] else [])])
     when = f"coalesce(nullif(trim({_col(cols, 'measurement_datetime')}), ''), {_col(cols, 'measurement_date')})"
@@ -118,7 +109,7 @@ def ingest_omop(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
     lab_rows = con.execute("SELECT count(*) FROM omop_measurement").fetchone()[0]
 
     columns = read_file_as_text(con, drug_exposure, "omop_drug")
-    cols = _columns(con, drug_exposure, "omop_drug", DRUG_COLUMNS, OPTIONAL["drug_exposure"])
+    cols = source_columns(con, drug_exposure, "omop_drug", DRUG_COLUMNS, OPTIONAL["drug_exposure"])
     check_identifiers(con, drug_exposure, "omop_drug", columns, scan=[cols["person_id"]])
     end_date = _col(cols, "drug_exposure_end_date", "d")
     con.execute(
