@@ -177,6 +177,42 @@ def test_identifier_values_are_refused_with_their_row(tmp_path):
         _ingest(folder)
 
 
+@pytest.mark.parametrize("value, what", [
+    ("123-45-6789", "a social security number"),
+    ("(555) 123-4567", "a phone number"),
+    ("+1 555.123.4567", "a phone number"),
+])
+def test_identifier_values_in_any_column_are_refused(tmp_path, value, what):
+    # an extra column the pipeline does not use is scanned too; row 3 is the first offender
+    folder = raw_input(tmp_path, "patient_id,collected_at,analyte,value,unit,comment\n"
+                                 f"p1,{T},MG,1.8,mg/dL,ok\np2,{T},MG,1.8,mg/dL,12-3456\n"
+                                 f"p3,{T},MG,1.8,mg/dL,{value}\np4,{T},MG,1.8,mg/dL,{value}\n")
+    with pytest.raises(InputError, match=rf"row 3, column 'comment' holds what looks like {what}"):
+        _ingest(folder)
+
+
+def test_parquet_is_read_with_its_row_numbers_and_scanned(tmp_path):
+    import duckdb
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    with duckdb.connect() as writer:
+        writer.execute(f"COPY (SELECT 'p' || i AS patient_id, TIMESTAMP '{T}' AS collected_at, 'MG' AS analyte, "
+                       f"i / 10 AS value, 'mg/dL' AS unit FROM range(1, 2001) t(i) ORDER BY i) "
+                       f"TO '{folder / 'labs.parquet'}' (ROW_GROUP_SIZE 500)")
+        writer.execute(f"COPY (SELECT 'p1' AS patient_id, DATE '2024-03-01' AS start_at, 'KCl' AS drug) "
+                       f"TO '{folder / 'medications.parquet'}'")
+    con = _ingest(folder)
+    assert con.execute("SELECT count(*), count(DISTINCT row_id), min(source_row), max(source_row) FROM raw_labs "
+                       "WHERE patient_id = 'p' || source_row AND row_id = source_row").fetchone() == (2000, 2000, 1, 2000)
+    with duckdb.connect() as writer:
+        writer.execute(f"COPY (SELECT CASE WHEN i = 1500 THEN 'x@example.org' ELSE 'p' || i END AS patient_id, "
+                       f"TIMESTAMP '{T}' AS collected_at, 'MG' AS analyte, 1.8 AS value, 'mg/dL' AS unit "
+                       f"FROM range(1, 2001) t(i) ORDER BY i) TO '{folder / 'labs.parquet'}' (ROW_GROUP_SIZE 500)")
+    with pytest.raises(InputError, match=r"labs.parquet: row 1500, column 'patient_id' holds what looks like an e-mail"):
+        _ingest(folder)
+
+
 def test_missing_required_column_names_file_and_column(tmp_path):
     folder = raw_input(tmp_path, f"patient_id,collected_at,analyte,value\np1,{T},MG,1.8\n")
     with pytest.raises(InputError, match=r"labs.csv: required column 'unit' is missing"):

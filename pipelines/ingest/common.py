@@ -30,11 +30,12 @@ IDENTIFIER_COLUMN = re.compile(
     r"|.*ssn.*|.*social_?security.*|.*phone.*|.*mobile.*|.*e_?mail.*|.*address.*|.*street.*)$",
     re.IGNORECASE,
 )
-# Values that look like direct identifiers: e-mail, US SSN, phone number.
+# Values that look like direct identifiers: e-mail, US SSN, phone number. Each pattern has a cheap
+# necessary condition ({v}: the value) so that the regular expression runs only on candidates.
 IDENTIFIER_VALUES = {
-    "an e-mail address": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
-    "a social security number": r"^\s*[0-9]{3}-[0-9]{2}-[0-9]{4}\s*$",
-    "a phone number": r"^\s*(\+?1[ .-]?)?\(?[0-9]{3}\)?[ .-][0-9]{3}[ .-][0-9]{4}\s*$",
+    "an e-mail address": (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", "contains({v}, '@')"),
+    "a social security number": (r"^\s*[0-9]{3}-[0-9]{2}-[0-9]{4}\s*$", "length({v}) >= 11"),
+    "a phone number": (r"^\s*(\+?1[ .-]?)?\(?[0-9]{3}\)?[ .-][0-9]{3}[ .-][0-9]{4}\s*$", "length({v}) >= 12"),
 }
 # Columns never scanned for identifier-like values (numbers and times only).
 NOT_SCANNED = {"collected_at", "value", "unit", "start_at", "stop_at", "dose", "dose_unit"}
@@ -77,7 +78,7 @@ def read_file_as_text(con: duckdb.DuckDBPyConnection, path: Path, into: str) -> 
     """Load a CSV or Parquet file into table `into` (all columns text, plus `source_row`)."""
     try:
         if path.name.endswith(".parquet"):
-            cols = [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
+            cols = _parquet_columns(con, path)
             select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in cols)
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {into} AS SELECT {select}, "
@@ -105,11 +106,15 @@ def read_file_as_text(con: duckdb.DuckDBPyConnection, path: Path, into: str) -> 
 
 
 def check_identifiers(
-    con: duckdb.DuckDBPyConnection, path: Path, table: str, columns: list[str], scan: list[str] | None = None
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, columns: list[str], scan: list[str] | None = None,
+    row: str = "source_row", params: list | None = None,
 ) -> None:
     """Refuse a file whose columns or values look like direct identifiers (plan section 7).
 
     `scan` names the columns whose values are checked (default: every column but times and numbers).
+    `table` is a table name or a table function (`read_parquet(?, ...)` with `params`), `row` the
+    expression of the 1-based row number in it. One scan checks every column against every pattern;
+    the error names the first column (file order), pattern and row, as a column-by-column loop would.
     """
     for col in columns:
         if IDENTIFIER_COLUMN.match(col.strip()):
@@ -118,16 +123,21 @@ def check_identifiers(
                 "de-identified (nothing was loaded)"
             )
     scanned = scan if scan is not None else [c for c in columns if c not in NOT_SCANNED]
-    for col in scanned:
-        for what, pattern in IDENTIFIER_VALUES.items():
-            row = con.execute(
-                f'SELECT min(source_row) FROM {table} WHERE regexp_matches("{col}", ?)', [pattern]
-            ).fetchone()[0]
-            if row is not None:
-                raise InputError(
-                    f"{path}: row {row}, column {col!r} holds what looks like {what}; inputs "
-                    "must be de-identified (nothing was loaded)"
-                )
+    checks = [(col, what, rule) for col in scanned for what, rule in IDENTIFIER_VALUES.items()]
+    if not checks:
+        return
+    firsts = []
+    for col, _, (pattern, candidate) in checks:
+        value = f'CAST("{col}" AS VARCHAR)'
+        firsts.append(f"min(CASE WHEN {candidate.format(v=value)} AND regexp_matches({value}, '{pattern}') "
+                      f"THEN {row} END)")
+    found = con.execute(f"SELECT {', '.join(firsts)} FROM {table}", params or []).fetchone()
+    for (col, what, _), first_row in zip(checks, found):
+        if first_row is not None:
+            raise InputError(
+                f"{path}: row {first_row}, column {col!r} holds what looks like {what}; inputs "
+                "must be de-identified (nothing was loaded)"
+            )
 
 
 def load_table(
@@ -138,29 +148,53 @@ def load_table(
     optional: tuple[str, ...],
     mapping: dict[str, str] | None = None,
 ) -> InputFile:
-    """Read one generic file and append it to `target` with canonical column names."""
+    """Read one generic file and append it to `target` with canonical column names.
+
+    Parquet is read straight into `target` (its row number comes from the file); a CSV goes
+    through one temporary table, whose rowid is the data row's position in the file.
+    """
     mapping = mapping or {}
-    tmp = f"tmp_{target}"
-    columns = read_file_as_text(con, path, tmp)
-    check_identifiers(con, path, tmp, columns)
+    if path.name.endswith(".parquet"):
+        columns = _parquet_columns(con, path)
+        source, row, params = "read_parquet(?, file_row_number = true)", "file_row_number + 1", [str(path)]
+        text = 'CAST("{}" AS VARCHAR)'
+    else:
+        columns = read_file_as_text(con, path, f"tmp_{target}")
+        source, row, params = f"tmp_{target}", "source_row", []
+        text = '"{}"'
+    check_identifiers(con, path, source, columns, row=row, params=params)
     by_lower = {c.strip().lower(): c for c in columns}
     select = []
     for field in (*required, *optional):
-        source = mapping.get(field, field)
-        actual = by_lower.get(source.lower())
+        wanted = mapping.get(field, field)
+        actual = by_lower.get(wanted.lower())
         if actual is None and field in required:
             raise InputError(
-                f"{path}: required column {source!r} is missing (columns found: {', '.join(columns)})"
+                f"{path}: required column {wanted!r} is missing (columns found: {', '.join(columns)})"
             )
-        select.append(f'"{actual}" AS {field}' if actual else f"CAST(NULL AS VARCHAR) AS {field}")
-    con.execute(
-        f"INSERT INTO {target} SELECT ? + source_row AS row_id, ? AS source_file, source_row, "
-        f"{', '.join(select)} FROM {tmp}",
-        [row_offset(con, target), str(path)],
-    )
-    rows = con.execute(f"SELECT count(*) FROM {tmp}").fetchone()[0]
-    con.execute(f"DROP TABLE {tmp}")
+        select.append(f"{text.format(actual)} AS {field}" if actual else f"CAST(NULL AS VARCHAR) AS {field}")
+    offset = row_offset(con, target)
+    try:
+        con.execute(
+            f"INSERT INTO {target} SELECT ? + {row} AS row_id, ? AS source_file, CAST({row} AS BIGINT), "
+            f"{', '.join(select)} FROM {source}",
+            [offset, str(path), *params],
+        )
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"{path}: cannot be read ({first})") from None
+    rows = row_offset(con, target) - offset
+    if not path.name.endswith(".parquet"):
+        con.execute(f"DROP TABLE tmp_{target}")
     return InputFile(table=target, path=str(path), sha256=sha256_of(path), rows_read=rows)
+
+
+def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    try:
+        return [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"{path}: cannot be read ({first})") from None
 
 
 def source_columns(con: duckdb.DuckDBPyConnection, path: Path, table: str, required: tuple[str, ...],
