@@ -63,14 +63,20 @@ def _preflight(source: str, input_dir: Path, config: Optional[Path]) -> None:
 
 def _run_flow(source: str, input_dir: Path, config: Optional[Path], db: Path, out_dir: Path,
               incremental: bool = False) -> Path:
+    from pipelines.prefect_api import TemporaryApi, prefect_api
+
+    api = TemporaryApi.launch()  # boots on the other core while the imports below run
     _preflight(source, input_dir, config)
     from pipelines.flows import hypomag_pipeline
+    from pipelines.validate import warm_up
 
+    warm_up()
     _quiet_user_errors()
-    published = hypomag_pipeline(
-        source=source, input_dir=str(input_dir), config_path=str(config) if config else None,
-        db_path=str(db), out_dir=str(out_dir), incremental=incremental,
-    )
+    with prefect_api(api):
+        published = hypomag_pipeline(
+            source=source, input_dir=str(input_dir), config_path=str(config) if config else None,
+            db_path=str(db), out_dir=str(out_dir), incremental=incremental,
+        )
     return Path(published)
 
 

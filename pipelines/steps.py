@@ -79,7 +79,8 @@ class Run:
         return target.with_name(f".{target.name}.partial-{os.getpid()}")
 
 
-def _timed(run: Run, name: str, started: float) -> None:
+def timed(run: Run, name: str, started: float) -> None:
+    """Record a step's wall seconds (manifest.json step_seconds)."""
     run.timings[name] = round(time.perf_counter() - started, 3)
 
 
@@ -104,7 +105,7 @@ def ingest_step(run: Run) -> Run:
     """Read the source files into raw tables, one text row per input row."""
     started = time.perf_counter()
     run.inputs = ingest.ingest(run.con, run.source, run.input_dir, run.config, run.incremental)
-    _timed(run, "ingest", started)
+    timed(run, "ingest", started)
     return run
 
 
@@ -113,7 +114,7 @@ def normalise_step(run: Run) -> Run:
     started = time.perf_counter()
     models.build_models(run.con, models.NORMALISE_MODELS)
     check_timestamp_columns(run.con)
-    _timed(run, "normalise", started)
+    timed(run, "normalise", started)
     return run
 
 
@@ -139,7 +140,7 @@ def flag_step(run: Run) -> Run:
     """Flag abnormalities and find partner results in each window."""
     started = time.perf_counter()
     models.build_models(run.con, models.FLAG_MODELS)
-    _timed(run, "flag", started)
+    timed(run, "flag", started)
     return run
 
 
@@ -149,7 +150,7 @@ def analyse_step(run: Run) -> Run:
     models.build_models(run.con, models.MART_MODELS)
     run.results = analyse.build_results(run.con, run.config)
     analyse.store_proportions(run.con, run.results)
-    _timed(run, "analyse", started)
+    timed(run, "analyse", started)
     return run
 
 
@@ -216,12 +217,12 @@ def write_outputs(run: Run) -> Run:
         run.results["history_flags"] = flag_history(run)
     man = manifest(run, finished_at)
     _write_json(stage / "results.json", run.results)
-    _write_json(stage / "manifest.json", man)
     _write_json(stage / "validation.json", run.validation)
     for table, name in RESTRICTED_OUTPUTS:
         run.con.execute(f"COPY (SELECT * FROM {table}) TO '{stage / 'restricted' / name}.parquet' (FORMAT parquet)")
     write_report(stage / "report.html", run.results, man, run.validation)
-    _timed(run, "report", started)
+    timed(run, "report", started)  # man["step_seconds"] is run.timings: the manifest gets it too
+    _write_json(stage / "manifest.json", man)
     return run
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 from contextlib import contextmanager
 from functools import lru_cache
 from importlib.metadata import version
@@ -75,6 +76,11 @@ def _gx():
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}
     return gx, context, HypomagDuckDBDatasource
+
+
+def warm_up() -> None:
+    """Import GX and build its context now (a run calls this while Prefect's API boots)."""
+    _gx()
 
 
 def _is_blocking(expectation: dict[str, Any], config) -> bool:
@@ -173,10 +179,12 @@ def _released(run: "Run") -> Iterator[Path]:
 
 
 def _validate(run: "Run", stage: str) -> "Run":
-    from pipelines.steps import record_validation
+    from pipelines.steps import record_validation, timed
 
+    started = time.perf_counter()
     with _released(run) as db:
         summaries = run_suites(db, stage, run.config)
+    timed(run, f"validate_{stage}", started)
     for summary in summaries:
         record_validation(run, summary)
     return run
