@@ -1,7 +1,7 @@
 """Build the SQL models of sql/ in one fixed order.
 
 Each file `sql/<layer>/<stem>.sql` is one SELECT; the runner wraps it as
-`CREATE OR REPLACE TABLE <stem> AS ...` (STYLE.md). BUILD_ORDER is the only place the order is
+`CREATE OR REPLACE TABLE <stem> AS ...` (STYLE.md), or a view for the few models in VIEWS. BUILD_ORDER is the only place the order is
 written; a test checks that every sql/**/*.sql file appears in it exactly once.
 """
 from __future__ import annotations
@@ -40,6 +40,9 @@ MART_MODELS: tuple[str, ...] = (
     "marts/mart_exposures",
 )
 BUILD_ORDER: tuple[str, ...] = NORMALISE_MODELS + FLAG_MODELS + MART_MODELS
+# Models read by exactly one later model and by no expectation suite are views: their rows are
+# computed inside the reader's query instead of being written once more (millions of rows each).
+VIEWS: frozenset[str] = frozenset({"intermediate/int_abnormality_results"})
 
 
 def model_path(name: str) -> Path:
@@ -55,10 +58,21 @@ def table_name(name: str) -> str:
 
 
 def build_models(con: duckdb.DuckDBPyConnection, names: tuple[str, ...] = BUILD_ORDER) -> None:
-    """Create or replace each model's table, in order."""
+    """Create or replace each model's table (or view, for VIEWS), in order."""
     for name in names:
         sql = model_sql(name)
+        kind = "VIEW" if name in VIEWS else "TABLE"
         try:
-            con.execute(f"CREATE OR REPLACE TABLE {table_name(name)} AS {sql}")
+            _drop_other_kind(con, table_name(name), kind)
+            con.execute(f"CREATE OR REPLACE {kind} {table_name(name)} AS {sql}")
         except duckdb.Error as exc:
             raise RuntimeError(f"model {name}.sql failed: {exc}") from exc
+
+
+def _drop_other_kind(con: duckdb.DuckDBPyConnection, name: str, kind: str) -> None:
+    """A database built by an earlier version may hold the model as the other kind of object."""
+    other = "TABLE" if kind == "VIEW" else "VIEW"
+    catalog = "duckdb_tables()" if other == "TABLE" else "duckdb_views()"
+    if con.execute(f"SELECT count(*) FROM {catalog} WHERE schema_name = 'main' AND "
+                   f"{'table_name' if other == 'TABLE' else 'view_name'} = ?", [name]).fetchone()[0]:
+        con.execute(f"DROP {other} {name}")

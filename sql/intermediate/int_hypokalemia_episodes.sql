@@ -61,13 +61,22 @@ episode_units as (
     join numbered as n on n.patient_id = e.patient_id and n.k_order = e.first_k_order
 ),
 
+episode_patients as (
+    select distinct patient_id from episodes
+),
+
 events as (
-    select patient_id, collected_at as at, 'mg' as kind from int_lab_flags where analyte = 'MG'
-    union all
-    select patient_id, collected_at, 'hypomg' from int_lab_flags where is_hypomagnesemia
-    union all
-    select patient_id, start_at, drug_class from int_medication_classes
-    where drug_class in ('mg_supplement', 'k_supplement')
+    -- only patients with an episode: nobody else's results can fall in an episode's window
+    select v.patient_id, v.at, v.kind
+    from (
+        select patient_id, collected_at as at, 'mg' as kind from int_lab_flags where analyte = 'MG'
+        union all
+        select patient_id, collected_at, 'hypomg' from int_lab_flags where is_hypomagnesemia
+        union all
+        select patient_id, start_at, drug_class from int_medication_classes
+        where drug_class in ('mg_supplement', 'k_supplement')
+    ) as v
+    join episode_patients as ep on ep.patient_id = v.patient_id
 ),
 
 anchors as (
@@ -106,17 +115,17 @@ firsts as (
 ),
 
 anchored as (
+    -- each episode has one anchor row of each kind: fold them into one row (no self-join)
     select
-        b.patient_id,
-        b.episode_number,
-        b.first_mg_at,
-        b.first_hypomg_at,
-        b.first_mg_supplement_at,
-        s.first_k_supplement_at
-    from firsts as b
-    join firsts as s
-        on s.patient_id = b.patient_id and s.episode_number = b.episode_number and s.anchor = 'start'
-    where b.anchor = 'before_start' and b.is_event = 0 and s.is_event = 0
+        f.patient_id,
+        f.episode_number,
+        max(case when f.anchor = 'before_start' then f.first_mg_at end) as first_mg_at,
+        max(case when f.anchor = 'before_start' then f.first_hypomg_at end) as first_hypomg_at,
+        max(case when f.anchor = 'before_start' then f.first_mg_supplement_at end) as first_mg_supplement_at,
+        max(case when f.anchor = 'start' then f.first_k_supplement_at end) as first_k_supplement_at
+    from firsts as f
+    where f.is_event = 0
+    group by f.patient_id, f.episode_number
 ),
 
 final as (
