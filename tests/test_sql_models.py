@@ -52,3 +52,27 @@ def test_no_literal_thresholds_in_models(name):
     code = "\n".join(line.split("--")[0] for line in model_path(name).read_text().splitlines())
     for literal in ("0.4114", "0.3229", "0.2495", "3.5", "135", "1.15", "1.7", "2.5", "8.5", "3600", "86400"):
         assert not re.search(rf"(?<![\w.]){re.escape(literal)}(?![\w.])", code), f"literal {literal} in {name}"
+
+
+def test_a_model_changes_kind_over_a_database_built_by_an_earlier_version(tmp_path):
+    # incremental runs build on the last published database; a model that became a view (or a
+    # table again) replaces the other kind of object of the same name
+    from pipelines.config import Config
+    from pipelines.db import connect, create_parameter_tables
+    from pipelines.ingest import ingest_generic
+    from pipelines.models import VIEWS, build_models, table_name
+    from tests.builder import lab, write_generic
+
+    con = connect(tmp_path / "old.duckdb", Config())
+    create_parameter_tables(con, Config())
+    view = sorted(VIEWS)[0]
+    con.execute(f"CREATE TABLE {table_name(view)} AS SELECT 42 AS stale")
+    con.execute("CREATE VIEW stg_lab_rows AS SELECT 42 AS stale")
+    folder = write_generic(tmp_path / "in", [lab("p1", "2024-03-01 08:00", "MG", "1.5", "mg/dL"),
+                                             lab("p1", "2024-03-01 08:00", "K", "3.1", "mmol/L")])
+    ingest_generic(con, folder, {})
+    build_models(con, BUILD_ORDER)
+    kinds = dict(con.execute("SELECT table_name, 'table' FROM duckdb_tables() UNION ALL "
+                             "SELECT view_name, 'view' FROM duckdb_views() WHERE NOT internal").fetchall())
+    assert kinds[table_name(view)] == "view" and kinds["stg_lab_rows"] == "table"
+    assert con.execute(f"SELECT abnormality, is_abnormal FROM {table_name(view)}").fetchall() == [("hypokalemia", True)]
