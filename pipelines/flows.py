@@ -11,16 +11,22 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# the pipeline's own log lines (each model's rows and seconds, warnings) go where Prefect's go
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "hypomag")
 # A fresh machine's first temporary API migrates its database; give it time (default 20 s).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+import logging  # noqa: E402
+
 from pipelines import steps, validate  # noqa: E402
 from pipelines.config import Config, load_config  # noqa: E402
 from pipelines.errors import HypomagError  # noqa: E402
 from pipelines.steps import Run  # noqa: E402
+
+logging.getLogger("hypomag").setLevel(logging.INFO)
 
 # The run object carries an open DuckDB connection: tasks are never cached or persisted.
 step = task(cache_policy=NO_CACHE, persist_result=False)

@@ -6,6 +6,8 @@ written; a test checks that every sql/**/*.sql file appears in it exactly once.
 """
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import duckdb
@@ -39,6 +41,8 @@ MART_MODELS: tuple[str, ...] = (
     "marts/mart_audit",
     "marts/mart_exposures",
 )
+LOG = logging.getLogger("hypomag")
+
 BUILD_ORDER: tuple[str, ...] = NORMALISE_MODELS + FLAG_MODELS + MART_MODELS
 # Models read by exactly one later model and by no expectation suite are views: their rows are
 # computed inside the reader's query instead of being written once more (millions of rows each).
@@ -62,11 +66,15 @@ def build_models(con: duckdb.DuckDBPyConnection, names: tuple[str, ...] = BUILD_
     for name in names:
         sql = model_sql(name)
         kind = "VIEW" if name in VIEWS else "TABLE"
+        started = time.perf_counter()
         try:
             _drop_other_kind(con, table_name(name), kind)
             con.execute(f"CREATE OR REPLACE {kind} {table_name(name)} AS {sql}")
         except duckdb.Error as exc:
             raise RuntimeError(f"model {name}.sql failed: {exc}") from exc
+        if kind == "TABLE":  # progress on long runs (a view's rows are computed by its reader)
+            rows = con.execute(f"SELECT count(*) FROM {table_name(name)}").fetchone()[0]
+            LOG.info("model %s: %s rows in %.1f s", table_name(name), f"{rows:,}", time.perf_counter() - started)
 
 
 def _drop_other_kind(con: duckdb.DuckDBPyConnection, name: str, kind: str) -> None:

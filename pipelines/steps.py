@@ -105,6 +105,8 @@ def ingest_step(run: Run) -> Run:
     """Read the source files into raw tables, one text row per input row."""
     started = time.perf_counter()
     run.inputs = ingest.ingest(run.con, run.source, run.input_dir, run.config, run.incremental)
+    for f in run.inputs:
+        LOG.info("read %s: %s rows", f.path, f"{f.rows_read:,}")
     timed(run, "ingest", started)
     return run
 
