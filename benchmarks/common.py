@@ -60,6 +60,7 @@ def floor_seconds(folder: Path, fmt: str) -> float:
         "t = time.perf_counter()\n"
         f"con.execute(\"CREATE TABLE labs AS SELECT * FROM {reader}('{folder / f'labs.{fmt}'}')\")\n"
         "print(time.perf_counter() - t)\n"
+        "con.close(); import shutil; shutil.rmtree(d)\n"
     )
     return float(python_snippet(code)[2].strip())
 
@@ -75,12 +76,15 @@ def hypomag_run(folder: Path, work: Path, extra: list[str] | None = None) -> dic
     return {"seconds": seconds, "steps": steps}
 
 
-def peak_rss_of(cmd: list[str]) -> tuple[float, int]:
-    """Wall time and peak resident memory of one command and all its children (fresh wrapper process)."""
+def peak_rss_of(cmd: list[str], log: Path | None = None) -> tuple[float, int, int]:
+    """Wall time, peak resident memory (the command and all its children) and exit code of one
+    command, run from a fresh wrapper process; its output goes to `log` (default: discarded)."""
+    target = str(log) if log else os.devnull
     code = (
         "import resource, subprocess, sys, time\n"
-        f"t = time.perf_counter(); p = subprocess.run({cmd!r}, capture_output=True)\n"
+        f"t = time.perf_counter(); f = open({target!r}, 'w')\n"
+        f"p = subprocess.run({cmd!r}, stdout=f, stderr=subprocess.STDOUT)\n"
         "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, p.returncode)\n"
     )
     out = python_snippet(code)[2].split()
-    return float(out[0]), int(out[1])
+    return float(out[0]), int(out[1]), int(out[2])

@@ -11,6 +11,7 @@ memory of the whole run (the process and its children). Prints (b)/(a).
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -31,13 +32,13 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix=f"hypomag-bench-{label}-", dir=DATA))
         cmd = [sys.executable, "-m", "pipelines.cli", "run", "--source", "generic", "--input", str(folder),
                "--out", str(work / "out"), "--db", str(work / "bench.duckdb")]
-        seconds, peak = peak_rss_of(cmd)
-        import json
-
+        log = DATA / f"end_to_end-{label}-{args.format}.log"
+        seconds, peak, code = peak_rss_of(cmd, log)
         manifest = work / "out" / "manifest.json"
-        steps = json.loads(manifest.read_text())["step_seconds"] if manifest.is_file() else {"failed": True}
+        steps = json.loads(manifest.read_text())["step_seconds"] if code == 0 and manifest.is_file() else {"failed": 1}
         if "failed" in steps:
-            step_text = "FAILED"
+            tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+            step_text = f"FAILED (exit {code}; see {log}): {tail[-600:]}"
         else:  # other: imports, Prefect's API and task runs, database swaps: the fixed cost
             steps["other"] = seconds - sum(steps.values())
             step_text = " ".join(f"{k}={v:.1f}" for k, v in steps.items())

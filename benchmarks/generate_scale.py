@@ -16,7 +16,7 @@ def main(labels: list[str], fmt: str) -> None:
     for label in labels:
         out = Path(tempfile.mkdtemp(prefix=f"gen-{label}-", dir=DATA))
         patients = int(SIZES[label] / ROWS_PER_PATIENT)
-        seconds, peak = peak_rss_of([sys.executable, "-m", "pipelines.cli", "generate", "--patients", str(patients),
+        seconds, peak, _ = peak_rss_of([sys.executable, "-m", "pipelines.cli", "generate", "--patients", str(patients),
                                      "--seed", "7", "--out", str(out), "--format", fmt])
         size = sum(p.stat().st_size for p in out.iterdir()) / 1e9
         print(f"generate {label} ({patients:,} patients, {fmt}): {seconds:.0f} s, peak RSS {peak / 1e6:.0f} MB, "

@@ -50,9 +50,9 @@ def main(label: str) -> None:
     rows = python_snippet(BUILD.format(db=str(db), folder=str(folder)))[2].split()
     print(f"{label}: stg_lab_rows {int(rows[0]):,} rows, int_lab_results {int(rows[1]):,} rows; "
           f"database {db.stat().st_size / 1e6:.0f} MB")
-    seconds, peak = peak_rss_of([sys.executable, "-c", VALIDATE.format(db=str(db))])
+    seconds, peak, _ = peak_rss_of([sys.executable, "-c", VALIDATE.format(db=str(db))])
     print(f"normalised suites (GX in DuckDB): {seconds:.1f} s wall including GX import, peak RSS {peak / 1e6:.0f} MB")
-    baseline, base_peak = peak_rss_of([sys.executable, "-c", "import great_expectations, duckdb, sqlalchemy"])
+    baseline, base_peak, _ = peak_rss_of([sys.executable, "-c", "import great_expectations, duckdb, sqlalchemy"])
     print(f"(GX + DuckDB imports alone: {baseline:.1f} s, peak RSS {base_peak / 1e6:.0f} MB)")
 
 

@@ -125,20 +125,36 @@ candidates as (
     where in_scope and fault is null and not is_superseded
 ),
 
+repeated_hashes as (
+    -- a hash of the key first: grouping 100M rows by one number stays in memory where grouping by
+    -- six text and time columns spills; only rows whose hash repeats are compared on the key itself
+    select hash(patient_id, analyte, collected_at, value_num, unit_key, specimen_key) as key_hash
+    from candidates
+    group by hash(patient_id, analyte, collected_at, value_num, unit_key, specimen_key)
+    having count(*) > 1
+),
+
+suspects as (
+    select c.*
+    from candidates as c
+    where hash(c.patient_id, c.analyte, c.collected_at, c.value_num, c.unit_key, c.specimen_key)
+        in (select key_hash from repeated_hashes)
+),
+
 first_copies as (
     select patient_id, analyte, collected_at, value_num, unit_key, specimen_key, min(row_id) as first_row_id
-    from candidates
+    from suspects
     group by patient_id, analyte, collected_at, value_num, unit_key, specimen_key
     having count(*) > 1
 ),
 
 duplicates as (
-    select c.row_id
-    from candidates as c
+    select s.row_id
+    from suspects as s
     join first_copies as f
-        on f.patient_id = c.patient_id and f.analyte = c.analyte and f.collected_at = c.collected_at
-        and f.value_num = c.value_num and f.unit_key = c.unit_key and f.specimen_key = c.specimen_key
-    where c.row_id > f.first_row_id
+        on f.patient_id = s.patient_id and f.analyte = s.analyte and f.collected_at = s.collected_at
+        and f.value_num = s.value_num and f.unit_key = s.unit_key and f.specimen_key = s.specimen_key
+    where s.row_id > f.first_row_id
 ),
 
 deduplicated as (
