@@ -9,8 +9,11 @@ loaded as (
 ),
 
 id_kind as (
+    -- reads stg_lab_rows itself: a second reference to `loaded` would make the engine materialize
+    -- every loaded row once more (it spilled 100M wide rows to disk)
     select coalesce(bool_and(try_cast(result_id as double) is not null), false) as all_numeric
-    from loaded
+    from stg_lab_rows
+    where status = 'loaded'
 ),
 
 final as (

@@ -43,14 +43,26 @@ events as (
     from int_abnormality_results as a
 ),
 
+specimen_events as (
+    -- the same union, only what the same-specimen rule needs; read from the tables again rather
+    -- than from `events`, which a second reference would make the engine materialize whole
+    select d.abnormality, coalesce(d.hypocalcemia_definition, '') as definition_key, f.patient_id, f.specimen_id,
+        1 as is_mg, f.is_hypomagnesemia as is_low
+    from int_lab_flags as f cross join definitions as d
+    where f.analyte = 'MG' and f.specimen_id is not null
+    union all
+    select a.abnormality, coalesce(a.hypocalcemia_definition, ''), a.patient_id, a.specimen_id, 0, a.is_abnormal
+    from int_abnormality_results as a
+    where a.specimen_id is not null
+),
+
 specimens as (
     select abnormality, definition_key, patient_id, specimen_id,
         max(is_mg) as has_mg,
         max(case when is_mg = 1 and is_low then 1 else 0 end) as has_low_mg,
         max(1 - is_mg) as has_x,
         max(case when is_mg = 0 and is_low then 1 else 0 end) as has_low_x
-    from events
-    where specimen_id is not null
+    from specimen_events
     group by abnormality, definition_key, patient_id, specimen_id
 ),
 

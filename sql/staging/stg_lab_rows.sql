@@ -82,11 +82,13 @@ file_ends as (
 
 repeated_ids as (
     -- result ids given more than once; aggregates and joins on narrow keys instead of window
-    -- sorts of whole rows keep this linear and light at 100M rows
-    select given_result_id, max(row_id) as latest_row_id
-    from source_rows
-    where given_result_id is not null
-    group by given_result_id
+    -- sorts of whole rows keep this linear and light at 100M rows. Reads raw_labs itself (the same
+    -- expression as source_rows.given_result_id): a second reference to source_rows would make
+    -- the engine materialize every row read
+    select nullif(trim(result_id), '') as given_result_id, max(row_id) as latest_row_id
+    from raw_labs
+    where nullif(trim(result_id), '') is not null
+    group by nullif(trim(result_id), '')
     having count(*) > 1
 ),
 
@@ -117,27 +119,23 @@ first_fault as (
     from corrected as c
 ),
 
-candidates as (
-    -- valid rows that may repeat an earlier one (the plan's duplicate key)
-    select
-        row_id, patient_id, analyte, collected_at, value_num, unit_key, coalesce(specimen_id, '') as specimen_key
+repeated_hashes as (
+    -- valid rows that may repeat an earlier one (the plan's duplicate key), found by a hash of the
+    -- key first: grouping 100M rows by one number stays in memory where grouping by six text and
+    -- time columns spills; only rows whose hash repeats are compared on the key itself. Both CTEs
+    -- read first_fault directly (a shared CTE in between would be materialized once more).
+    select hash(patient_id, analyte, collected_at, value_num, unit_key, coalesce(specimen_id, '')) as key_hash
     from first_fault
     where in_scope and fault is null and not is_superseded
-),
-
-repeated_hashes as (
-    -- a hash of the key first: grouping 100M rows by one number stays in memory where grouping by
-    -- six text and time columns spills; only rows whose hash repeats are compared on the key itself
-    select hash(patient_id, analyte, collected_at, value_num, unit_key, specimen_key) as key_hash
-    from candidates
-    group by hash(patient_id, analyte, collected_at, value_num, unit_key, specimen_key)
+    group by hash(patient_id, analyte, collected_at, value_num, unit_key, coalesce(specimen_id, ''))
     having count(*) > 1
 ),
 
 suspects as (
-    select c.*
-    from candidates as c
-    where hash(c.patient_id, c.analyte, c.collected_at, c.value_num, c.unit_key, c.specimen_key)
+    select row_id, patient_id, analyte, collected_at, value_num, unit_key, coalesce(specimen_id, '') as specimen_key
+    from first_fault
+    where in_scope and fault is null and not is_superseded
+        and hash(patient_id, analyte, collected_at, value_num, unit_key, coalesce(specimen_id, ''))
         in (select key_hash from repeated_hashes)
 ),
 
