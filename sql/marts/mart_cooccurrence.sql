@@ -41,13 +41,26 @@ indexed as (
     where d.hypocalcemia_definition is null or d.hypocalcemia_definition = p.hypocalcemia_definition
 ),
 
-result_level as (
+by_patient as (
+    -- index results, measured and abnormal partners, per patient: the result level and the count
+    -- of index patients both come from it (two plain grouping steps, no count(distinct), which
+    -- held 100M-row inputs in memory)
     select
-        direction, abnormality, window_name, 'result' as level,
+        direction, abnormality, window_name, patient_id,
         count(*) as index_count,
         sum(case when is_measured then 1 else 0 end) as denominator,
         sum(case when is_measured and is_abnormal then 1 else 0 end) as numerator
     from indexed
+    group by direction, abnormality, window_name, patient_id
+),
+
+result_level as (
+    select
+        direction, abnormality, window_name, 'result' as level,
+        sum(index_count) as index_count,
+        sum(denominator) as denominator,
+        sum(numerator) as numerator
+    from by_patient
     group by direction, abnormality, window_name
 ),
 
@@ -72,8 +85,8 @@ patient_counts as (
 ),
 
 patient_index as (
-    select direction, abnormality, window_name, count(distinct patient_id) as index_count
-    from indexed
+    select direction, abnormality, window_name, count(*) as index_count
+    from by_patient
     group by direction, abnormality, window_name
 ),
 
