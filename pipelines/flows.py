@@ -7,6 +7,7 @@ process (no server to start by hand).
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -18,8 +19,6 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-import logging  # noqa: E402
 
 from pipelines import steps, validate  # noqa: E402
 from pipelines.config import Config, load_config  # noqa: E402

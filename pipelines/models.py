@@ -1,8 +1,9 @@
 """Build the SQL models of sql/ in one fixed order.
 
 Each file `sql/<layer>/<stem>.sql` is one SELECT; the runner wraps it as
-`CREATE OR REPLACE TABLE <stem> AS ...` (STYLE.md), or a view for the few models in VIEWS. BUILD_ORDER is the only place the order is
-written; a test checks that every sql/**/*.sql file appears in it exactly once.
+`CREATE OR REPLACE TABLE <stem> AS ...` (STYLE.md), or a view for the few models in VIEWS.
+BUILD_ORDER is the only place the order is written; a test checks that every sql/**/*.sql file
+appears in it exactly once.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 import duckdb
 
 from pipelines.paths import SQL_DIR
+
+LOG = logging.getLogger("hypomag")
 
 # normalise: the fate of every input row, canonical units, the quarantine
 NORMALISE_MODELS: tuple[str, ...] = (
@@ -41,8 +44,6 @@ MART_MODELS: tuple[str, ...] = (
     "marts/mart_audit",
     "marts/mart_exposures",
 )
-LOG = logging.getLogger("hypomag")
-
 BUILD_ORDER: tuple[str, ...] = NORMALISE_MODELS + FLAG_MODELS + MART_MODELS
 # Models read by exactly one later model and by no expectation suite are views: their rows are
 # computed inside the reader's query instead of being written once more (millions of rows each).
@@ -84,8 +85,8 @@ def build_models(con: duckdb.DuckDBPyConnection, names: tuple[str, ...] = BUILD_
 
 def _drop_other_kind(con: duckdb.DuckDBPyConnection, name: str, kind: str) -> None:
     """A database built by an earlier version may hold the model as the other kind of object."""
-    other = "TABLE" if kind == "VIEW" else "VIEW"
-    catalog = "duckdb_tables()" if other == "TABLE" else "duckdb_views()"
-    if con.execute(f"SELECT count(*) FROM {catalog} WHERE schema_name = 'main' AND "
-                   f"{'table_name' if other == 'TABLE' else 'view_name'} = ?", [name]).fetchone()[0]:
-        con.execute(f"DROP {other} {name}")
+    found = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'main' "
+                        "AND table_name = ?", [name]).fetchone()
+    existing = None if found is None else ("VIEW" if found[0] == "VIEW" else "TABLE")
+    if existing is not None and existing != kind:
+        con.execute(f"DROP {existing} {name}")

@@ -74,6 +74,12 @@ def find_table_file(input_dir: Path, stem: str) -> Path:
     return found[0]
 
 
+def unreadable(path: Path, exc: duckdb.Error) -> InputError:
+    """The input error for a file DuckDB cannot read: the file and the first line of the reason."""
+    first = str(exc).strip().splitlines()[0]
+    return InputError(f"{path}: cannot be read ({first})")
+
+
 def read_file_as_text(con: duckdb.DuckDBPyConnection, path: Path, into: str) -> list[str]:
     """Load a CSV or Parquet file into table `into` (all columns text, plus `source_row`)."""
     try:
@@ -99,8 +105,7 @@ def read_file_as_text(con: duckdb.DuckDBPyConnection, path: Path, into: str) -> 
             )
             con.execute(f"DROP TABLE {into}_read")
     except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise InputError(f"{path}: cannot be read ({first})") from None
+        raise unreadable(path, exc) from None
     cols = [r[0] for r in con.execute(f"DESCRIBE {into}").fetchall()]
     return [c for c in cols if c != "source_row"]
 
@@ -154,7 +159,8 @@ def load_table(
     through one temporary table, whose rowid is the data row's position in the file.
     """
     mapping = mapping or {}
-    if path.name.endswith(".parquet"):
+    is_parquet = path.name.endswith(".parquet")
+    if is_parquet:
         columns = _parquet_columns(con, path)
         source, row, params = "read_parquet(?, file_row_number = true)", "file_row_number + 1", [str(path)]
         text = 'CAST("{}" AS VARCHAR)'
@@ -181,10 +187,9 @@ def load_table(
             [offset, str(path), *params],
         )
     except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise InputError(f"{path}: cannot be read ({first})") from None
+        raise unreadable(path, exc) from None
     rows = row_offset(con, target) - offset
-    if not path.name.endswith(".parquet"):
+    if not is_parquet:
         con.execute(f"DROP TABLE tmp_{target}")
     return InputFile(table=target, path=str(path), sha256=sha256_of(path), rows_read=rows)
 
@@ -193,8 +198,7 @@ def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     try:
         return [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
     except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise InputError(f"{path}: cannot be read ({first})") from None
+        raise unreadable(path, exc) from None
 
 
 def source_columns(con: duckdb.DuckDBPyConnection, path: Path, table: str, required: tuple[str, ...],

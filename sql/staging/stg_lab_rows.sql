@@ -115,7 +115,10 @@ first_fault as (
             when c.factor is null then 'unknown_unit'
             when not (c.value_canonical >= c.plausible_low and c.value_canonical <= c.plausible_high)
                 then 'implausible_value'
-        end as fault
+        end as fault,
+        -- the plan's duplicate key, hashed once (used only for rows that are otherwise valid)
+        hash(c.patient_id, c.analyte, c.collected_at, c.value_num, c.unit_key, coalesce(c.specimen_id, ''))
+            as duplicate_key_hash
     from corrected as c
 ),
 
@@ -124,10 +127,10 @@ repeated_hashes as (
     -- key first: grouping 100M rows by one number stays in memory where grouping by six text and
     -- time columns spills; only rows whose hash repeats are compared on the key itself. Both CTEs
     -- read first_fault directly (a shared CTE in between would be materialized once more).
-    select hash(patient_id, analyte, collected_at, value_num, unit_key, coalesce(specimen_id, '')) as key_hash
+    select duplicate_key_hash
     from first_fault
     where in_scope and fault is null and not is_superseded
-    group by hash(patient_id, analyte, collected_at, value_num, unit_key, coalesce(specimen_id, ''))
+    group by duplicate_key_hash
     having count(*) > 1
 ),
 
@@ -135,8 +138,7 @@ suspects as (
     select row_id, patient_id, analyte, collected_at, value_num, unit_key, coalesce(specimen_id, '') as specimen_key
     from first_fault
     where in_scope and fault is null and not is_superseded
-        and hash(patient_id, analyte, collected_at, value_num, unit_key, coalesce(specimen_id, ''))
-        in (select key_hash from repeated_hashes)
+        and duplicate_key_hash in (select duplicate_key_hash from repeated_hashes)
 ),
 
 first_copies as (
