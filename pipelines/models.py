@@ -31,6 +31,7 @@ FLAG_MODELS: tuple[str, ...] = (
     "intermediate/int_calcium_corrected",
     "intermediate/int_abnormality_results",
     "intermediate/int_partner_windows",
+    "intermediate/int_cooccurrence_index",
     "intermediate/int_medication_classes",
     "intermediate/int_mg_exposures",
     "intermediate/int_hypokalemia_episodes",
@@ -45,9 +46,12 @@ MART_MODELS: tuple[str, ...] = (
     "marts/mart_exposures",
 )
 BUILD_ORDER: tuple[str, ...] = NORMALISE_MODELS + FLAG_MODELS + MART_MODELS
-# Models read by exactly one later model and by no expectation suite are views: their rows are
+# Models read by one later model only and by no expectation suite are views: their rows are
 # computed inside the reader's query instead of being written once more (millions of rows each).
-VIEWS: frozenset[str] = frozenset({"intermediate/int_abnormality_results"})
+VIEWS: frozenset[str] = frozenset({
+    "intermediate/int_abnormality_results",
+    "intermediate/int_cooccurrence_index",
+})
 
 
 def model_path(name: str) -> Path:

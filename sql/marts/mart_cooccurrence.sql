@@ -9,70 +9,77 @@
 --     mg_tested_fraction (share of index results, or patients, with magnesium measured).
 --   result level: every index result; patient level: each patient once, by the earliest index
 --     result with the partner measured (ties: smallest result id, numerically if all numeric).
--- Hypocalcemia uses the configured definition (params.hypocalcemia_definition).
+-- Index results come from int_cooccurrence_index (configured hypocalcemia definition).
+-- Bounded memory at 100M rows: both windows are counted in one grouping per patient, and each
+-- patient's first index result is found by joining back on its earliest time (a row_number
+-- only over those few rows), not by numbering every index result.
 with
 
-directed as (
-    select 'abnormality_given_hypomg' as direction, pw.*
-    from int_partner_windows as pw where pw.pair_direction = 'from_mg' and pw.is_hypomagnesemia
-    union all
-    select 'abnormality_given_normomg' as direction, pw.*
-    from int_partner_windows as pw where pw.pair_direction = 'from_mg' and pw.is_normomagnesemia
-    union all
-    select 'hypomg_given_abnormality' as direction, pw.*
-    from int_partner_windows as pw where pw.pair_direction = 'to_mg'
-),
-
-indexed as (
-    select
-        d.direction,
-        d.abnormality,
-        w.window_name,
-        d.patient_id,
-        d.row_id,
-        d.collected_at,
-        d.result_id_num,
-        d.result_id,
-        case when w.window_name = 'same_draw' then d.measured_same_draw else d.measured_24h end as is_measured,
-        case when w.window_name = 'same_draw' then d.abnormal_same_draw else d.abnormal_24h end as is_abnormal
-    from directed as d
-    cross join ref_cooccurrence_windows as w
-    cross join params as p
-    where d.hypocalcemia_definition is null or d.hypocalcemia_definition = p.hypocalcemia_definition
-),
-
 by_patient as (
-    -- index results, measured and abnormal partners, per patient: the result level and the count
-    -- of index patients both come from it (two plain grouping steps, no count(distinct), which
-    -- held 100M-row inputs in memory)
     select
-        direction, abnormality, window_name, patient_id,
+        direction, abnormality, patient_id,
         count(*) as index_count,
-        sum(case when is_measured then 1 else 0 end) as denominator,
-        sum(case when is_measured and is_abnormal then 1 else 0 end) as numerator
-    from indexed
-    group by direction, abnormality, window_name, patient_id
+        sum(case when measured_same_draw then 1 else 0 end) as same_draw_denominator,
+        sum(case when measured_same_draw and abnormal_same_draw then 1 else 0 end) as same_draw_numerator,
+        sum(case when measured_24h then 1 else 0 end) as h24_denominator,
+        sum(case when measured_24h and abnormal_24h then 1 else 0 end) as h24_numerator,
+        min(case when measured_same_draw then collected_at end) as same_draw_first_at,
+        min(case when measured_24h then collected_at end) as h24_first_at
+    from int_cooccurrence_index
+    group by direction, abnormality, patient_id
+),
+
+by_group as (
+    select
+        direction, abnormality,
+        count(*) as patient_index_count,
+        sum(index_count) as index_count,
+        sum(same_draw_denominator) as same_draw_denominator,
+        sum(same_draw_numerator) as same_draw_numerator,
+        sum(h24_denominator) as h24_denominator,
+        sum(h24_numerator) as h24_numerator
+    from by_patient
+    group by direction, abnormality
 ),
 
 result_level as (
-    select
-        direction, abnormality, window_name, 'result' as level,
-        sum(index_count) as index_count,
-        sum(denominator) as denominator,
-        sum(numerator) as numerator
-    from by_patient
-    group by direction, abnormality, window_name
+    select g.direction, g.abnormality, w.window_name, 'result' as level,
+        g.index_count,
+        case when w.window_name = 'same_draw' then g.same_draw_denominator else g.h24_denominator end
+            as denominator,
+        case when w.window_name = 'same_draw' then g.same_draw_numerator else g.h24_numerator end
+            as numerator
+    from by_group as g
+    cross join ref_cooccurrence_windows as w
+),
+
+first_times as (
+    -- each patient's earliest index time with the partner measured, per window
+    select b.direction, b.abnormality, w.window_name, b.patient_id,
+        case when w.window_name = 'same_draw' then b.same_draw_first_at else b.h24_first_at end as first_at
+    from by_patient as b
+    cross join ref_cooccurrence_windows as w
+),
+
+at_first_time as (
+    select f.direction, f.abnormality, f.window_name, f.patient_id,
+        i.result_id_num, i.result_id, i.row_id,
+        case when f.window_name = 'same_draw' then i.abnormal_same_draw else i.abnormal_24h end as is_abnormal
+    from int_cooccurrence_index as i
+    inner join first_times as f
+        on f.direction = i.direction and f.abnormality = i.abnormality
+        and f.patient_id = i.patient_id and f.first_at = i.collected_at
+    where case when f.window_name = 'same_draw' then i.measured_same_draw else i.measured_24h end
 ),
 
 patient_first as (
-    select
-        i.*,
+    -- ties at the earliest time: smallest result id
+    select a.*,
         row_number() over (
-            partition by i.direction, i.abnormality, i.window_name, i.patient_id
-            order by i.collected_at, i.result_id_num, i.result_id, i.row_id
+            partition by a.direction, a.abnormality, a.window_name, a.patient_id
+            order by a.result_id_num, a.result_id, a.row_id
         ) as index_order
-    from indexed as i
-    where i.is_measured
+    from at_first_time as a
 ),
 
 patient_counts as (
@@ -84,21 +91,16 @@ patient_counts as (
     group by direction, abnormality, window_name
 ),
 
-patient_index as (
-    select direction, abnormality, window_name, count(*) as index_count
-    from by_patient
-    group by direction, abnormality, window_name
-),
-
 patient_level as (
-    select pi.direction, pi.abnormality, pi.window_name, 'patient' as level,
-        pi.index_count,
+    select g.direction, g.abnormality, w.window_name, 'patient' as level,
+        g.patient_index_count as index_count,
         coalesce(pc.denominator, 0) as denominator,
         coalesce(pc.numerator, 0) as numerator
-    from patient_index as pi
+    from by_group as g
+    cross join ref_cooccurrence_windows as w
     left join patient_counts as pc
-        on pc.direction = pi.direction and pc.abnormality = pi.abnormality
-        and pc.window_name = pi.window_name
+        on pc.direction = g.direction and pc.abnormality = g.abnormality
+        and pc.window_name = w.window_name
 ),
 
 counted as (
