@@ -7,11 +7,13 @@ The pandas version applies the same loading rules (analyte codes, fluids, censor
 plausibility, duplicates) and then does the obvious thing: merge every low magnesium with every
 potassium of the same patient and keep pairs within 24 h. hypomag's time is printed twice: the
 whole `hypomag run` (every figure, validation, report, Prefect) and the SQL that computes this
-figure (ingest, normalise, flag and partner windows).
+figure (ingest, normalise, flag and partner windows). All three numbers must agree: pandas,
+the SQL path, and the figure in the run's results.json.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -89,11 +91,23 @@ def main(sizes: list[str]) -> None:
         work = Path(tempfile.mkdtemp())
         run_s, _ = timed([sys.executable, "-m", "pipelines.cli", "run", "--source", "generic", "--input", str(folder),
                           "--out", str(work / "out"), "--db", str(work / "b.duckdb")])
-        results = json.loads((work / "out" / "results.json").read_text()) if (work / "out").exists() else None
-        same = (p_num, p_den) == (h_num, h_den)
+        r_num, r_den = run_figure(work / "out" / "results.json")
+        same = (p_num, p_den) == (h_num, h_den) == (r_num, r_den)
         print(f"{label:>5} {float(p_s):>9.1f} {float(h_s):>14.1f} {float(p_s) / float(h_s):>6.1f} {run_s:>14.1f} "
-              f"{float(p_s) / run_s:>6.1f}  {same} (pandas {p_num}/{p_den}, hypomag {h_num}/{h_den})", flush=True)
-        del results
+              f"{float(p_s) / run_s:>6.1f}  {same} (pandas {p_num}/{p_den}, hypomag SQL {h_num}/{h_den}, "
+              f"results.json {r_num}/{r_den})", flush=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_figure(results: Path) -> tuple[str, str]:
+    """The same figure as the run published it (numerator, denominator), or ('-', '-') if it failed."""
+    if not results.is_file():
+        return "-", "-"
+    for row in json.loads(results.read_text())["cooccurrence"]:
+        if (row["abnormality"], row["direction"], row["window"], row["level"]) == (
+                "hypokalemia", "abnormality_given_hypomg", "24h", "result"):
+            return str(row["numerator"]), str(row["denominator"])
+    return "-", "-"
 
 
 if __name__ == "__main__":

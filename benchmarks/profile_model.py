@@ -1,0 +1,79 @@
+"""Profile one SQL model on a database a run left behind: DuckDB's EXPLAIN ANALYZE, per operator.
+
+    .venv/bin/hypomag run --source generic --input benchmarks/data/10M-parquet --db /tmp/p/10M.duckdb
+    .venv/bin/python benchmarks/profile_model.py /tmp/p/10M.duckdb intermediate/int_partner_windows \
+        [--memory-limit 400MB] [--threads 2]
+
+Runs the model's SELECT (the same text `build_models` uses) under EXPLAIN ANALYZE with the run's
+connection settings (memory limit, threads, temp directory; overridable, so that a 10M database
+with a tenth of the memory limit shows where a 100M run would spill), on a copy of the database
+so the run's own file is never changed. Prints the wall time, the peak size of the temporary
+directory, and the plan with each operator's time and rows.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from common import ROOT
+
+
+def spill_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def main() -> None:
+    from pipelines.config import Config
+    from pipelines.db import connect
+    from pipelines.models import model_sql
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("db", type=Path, help="a DuckDB file built by `hypomag run --db`")
+    parser.add_argument("model", help="e.g. intermediate/int_partner_windows or marts/mart_cooccurrence")
+    parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit (default: the run's)")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if not args.db.is_file():
+        sys.exit(f"{args.db}: no such database (build one with `hypomag run --db`)")
+    work = Path(tempfile.mkdtemp(prefix="hypomag-profile-"))
+    try:
+        copy = work / "profile.duckdb"
+        shutil.copyfile(args.db, copy)
+        con = connect(copy, Config())
+        if args.memory_limit:
+            con.execute(f"SET memory_limit = '{args.memory_limit}'")
+        if args.threads:
+            con.execute(f"SET threads = {args.threads}")
+        con.execute("SET preserve_insertion_order = false")  # as build_models
+        spill = Path(con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
+        peak = [0]
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(0.5):
+                peak[0] = max(peak[0], spill_bytes(spill))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        started = time.perf_counter()
+        plan = con.execute("EXPLAIN ANALYZE " + model_sql(args.model)).fetchall()
+        seconds = time.perf_counter() - started
+        done.set()
+        watcher.join()
+        limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        print(f"{args.model}: {seconds:.1f} s (memory_limit {limit}, temporary files peak "
+              f"{peak[0] / 1e9:.2f} GB)")
+        for _, text in plan:
+            print(text)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
