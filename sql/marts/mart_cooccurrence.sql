@@ -11,8 +11,9 @@
 --     result with the partner measured (ties: smallest result id, numerically if all numeric).
 -- Index results come from int_cooccurrence_index (configured hypocalcemia definition).
 -- Bounded memory at 100M rows: both windows are counted in one grouping per patient, and each
--- patient's first index result is found by joining back on its earliest time (a row_number
--- only over those few rows), not by numbering every index result.
+-- patient's first index result is found by joining back on its earliest time (a row_number only
+-- over the rows at that time, about one per patient and window), not by numbering every index
+-- result.
 with
 
 by_patient as (
@@ -73,7 +74,7 @@ at_first_time as (
 ),
 
 patient_first as (
-    -- ties at the earliest time: smallest result id
+    -- ties at the earliest time: smallest result id (numerically when all ids are numeric)
     select a.*,
         row_number() over (
             partition by a.direction, a.abnormality, a.window_name, a.patient_id
