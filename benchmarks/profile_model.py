@@ -5,7 +5,7 @@
         [--memory-limit 400MB] [--threads 2]
 
 Runs the model's SELECT (the same text `build_models` uses) under EXPLAIN ANALYZE with the run's
-connection settings (memory limit, threads, temp directory; overridable, so that a 10M database
+connection settings (memory limit, threads; overridable, so that a 10M database
 with a tenth of the memory limit shows where a 100M run would spill), on a copy of the database
 so the run's own file is never changed. Prints the wall time, the peak size of the temporary
 directory, and the slowest operators with their rows (`--tree`: DuckDB's whole plan instead).
@@ -69,7 +69,9 @@ def main() -> None:
         if args.threads:
             con.execute(f"SET threads = {args.threads}")
         con.execute("SET preserve_insertion_order = false")  # as build_models
-        spill = Path(con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
+        spill = work / "spill"  # its own, so another run's temporary files are not counted
+        spill.mkdir()
+        con.execute("SET temp_directory = ?", [str(spill)])
         peak = [0]
         done = threading.Event()
 
@@ -82,9 +84,9 @@ def main() -> None:
         limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
         started = time.perf_counter()
         failure = None
-        fmt = "" if args.tree else " (ANALYZE, FORMAT JSON)"
+        explain = "EXPLAIN ANALYZE" if args.tree else "EXPLAIN (ANALYZE, FORMAT JSON)"
         try:
-            plan = con.execute(f"EXPLAIN{fmt or ' ANALYZE'} " + model_sql(args.model)).fetchall()[0][1]
+            plan = con.execute(f"{explain} {model_sql(args.model)}").fetchall()[0][1]
         except duckdb.Error as exc:  # e.g. out of memory: the figure that matters, not a traceback
             plan, failure = None, str(exc).splitlines()[0]
         seconds = time.perf_counter() - started

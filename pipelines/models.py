@@ -91,6 +91,6 @@ def _drop_other_kind(con: duckdb.DuckDBPyConnection, name: str, kind: str) -> No
     """A database built by an earlier version may hold the model as the other kind of object."""
     found = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'main' "
                         "AND table_name = ?", [name]).fetchone()
-    existing = None if found is None else ("VIEW" if found[0] == "VIEW" else "TABLE")
-    if existing is not None and existing != kind:
+    existing = found and ("VIEW" if found[0] == "VIEW" else "TABLE")
+    if existing and existing != kind:
         con.execute(f"DROP {existing} {name}")
