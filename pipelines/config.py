@@ -66,6 +66,8 @@ class Privacy:
     """Small-cell suppression (plan section 7); 0 turns it off."""
 
     min_cell_size: int = 11
+    # column names verified as not identifying (exempt from the identifier guard), e.g. ["note_code"]
+    allow_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,21 @@ class Validation:
     extract_at: str = ""  # ISO date-time of the extract; blank = the run's start (UTC)
     make_blocking: tuple[str, ...] = ()  # expectation ids (meta.id) to make blocking
     make_warning: tuple[str, ...] = ()  # expectation ids to downgrade to warnings
+    # a file whose malformed lines exceed this fraction of its rows is a blocking failure
+    max_malformed_fraction: float = 0.01
+    # a new file whose out-of-scope share exceeds this multiple of the earlier files' share blocks
+    max_out_of_scope_share_ratio: float = 2.0
+
+
+@dataclass(frozen=True)
+class Csv:
+    """The CSV dialect of text inputs: fixed, never sniffed per file (plan section 2)."""
+
+    delimiter: str = ","
+    quote: str = '"'
+    escape: str = '"'
+    header: bool = True
+    encoding: str = "utf-8"
 
 
 @dataclass(frozen=True)
@@ -102,6 +119,7 @@ class Config:
     audit: Audit = field(default_factory=Audit)
     privacy: Privacy = field(default_factory=Privacy)
     validation: Validation = field(default_factory=Validation)
+    csv: Csv = field(default_factory=Csv)
     schedule: Schedule = field(default_factory=Schedule)
     engine: Engine = field(default_factory=Engine)
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -115,6 +133,7 @@ class Config:
         )
         out["validation"]["make_blocking"] = list(self.validation.make_blocking)
         out["validation"]["make_warning"] = list(self.validation.make_warning)
+        out["privacy"]["allow_columns"] = list(self.privacy.allow_columns)
         out["canonical_thresholds"] = self.canonical_thresholds()
         return out
 
@@ -152,6 +171,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
+    if annotation in (bool, "bool"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
     if annotation in (int, "int"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected a whole number, got {value!r}")

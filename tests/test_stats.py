@@ -47,10 +47,23 @@ def test_katz_interval_by_hand():
     assert high == pytest.approx(3.0 * math.exp(1.959964 * se))
 
 
-def test_katz_has_no_interval_where_a_cell_is_zero():
+def test_katz_has_no_interval_where_an_abnormal_count_is_zero():
     assert katz_ratio(0, 50, 10, 100) == (0.0, None, None)
-    assert katz_ratio(5, 50, 0, 100) == (None, None, None)
+    assert katz_ratio(5, 50, 0, 100) == (None, None, None)  # comparison group has no abnormal result
     assert katz_ratio(5, 0, 3, 100) == (None, None, None)
+
+
+def test_katz_interval_exists_when_no_result_lacks_the_abnormality():
+    """Plan section 8: both abnormal counts positive is enough; a = n1 (zero without) keeps it.
+
+    a/n1 = 12/12, c/n2 = 20/80: RR = 4; SE = sqrt(1/12 - 1/12 + 1/20 - 1/80) = sqrt(0.0375).
+    """
+    ratio, low, high = katz_ratio(12, 12, 20, 80)
+    se = math.sqrt(0.0375)
+    assert ratio == pytest.approx(4.0)
+    assert (low, high) == (pytest.approx(4.0 * math.exp(-1.959964 * se)), pytest.approx(4.0 * math.exp(1.959964 * se)))
+    # both groups entirely abnormal: the interval degenerates to the ratio itself, but it exists
+    assert katz_ratio(15, 15, 30, 30) == (pytest.approx(1.0), pytest.approx(1.0), pytest.approx(1.0))
 
 
 @pytest.mark.parametrize("num,den,expected", [
