@@ -1,7 +1,8 @@
 """Analyse: turn the marts into results.json (contract.md schema_version 1).
 
 Counts come from SQL (sql/marts/); this module adds the statistics of plan section 8, the
-reference comparisons of section 4 and the small-cell suppression of section 7. It reads only
+reference comparisons of section 4 and the primary small-cell suppression of section 7 (the
+complementary pass over the whole document is pipelines/suppression.py). It reads only
 aggregate marts, never row-level tables, so nothing it returns identifies a patient.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import duckdb
 from pipelines.config import Config
 from pipelines.seeds import read_seed
 from pipelines.stats import binomial_p_value, is_small_cell, katz_ratio, wilson_interval
+from pipelines.suppression import suppress
 
 SCHEMA_VERSION = 1
 ABNORMALITIES = ("hypokalemia", "hyponatremia", "hypophosphatemia", "hypocalcemia")
@@ -174,8 +176,20 @@ def store_proportions(con: duckdb.DuckDBPyConnection, results: dict[str, Any]) -
 
 
 def build_results(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, Any]:
-    """The whole results.json document."""
+    """The whole results.json document, with primary and complementary suppression (plan section 7).
+
+    The document is built twice: once with primary suppression, once without (`min_cell_size` 0),
+    which gives the suppression pass the counts it needs to find derivable cells. Only the
+    suppressed document leaves this function.
+    """
     min_cell = config.privacy.min_cell_size
+    document = _document(con, config, min_cell)
+    if min_cell <= 0:
+        return document
+    return suppress(document, min_cell, raw=_document(con, config, 0))
+
+
+def _document(con: duckdb.DuckDBPyConnection, config: Config, min_cell: int) -> dict[str, Any]:
     marts = cooccurrence_counts(con)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -190,8 +204,7 @@ def build_results(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, A
         "testing_rate_references": testing_rate_references(),
         "data_window": data_window(con),
         "attrition": attrition(con, min_cell),
-        "quarantine_reasons": rows(
-            con, "SELECT input_table, reason, count(*) AS rows FROM int_quarantine GROUP BY ALL ORDER BY ALL"),
+        "quarantine_reasons": quarantine_reasons(con, min_cell),
         "mg_distribution": mg_distribution(con, min_cell),
     }
 
@@ -256,6 +269,16 @@ def exposures(con: duckdb.DuckDBPyConnection, min_cell: int) -> list[dict[str, A
 
 
 MG_BIN_MMOL_L = 0.05
+
+
+def quarantine_reasons(con: duckdb.DuckDBPyConnection, min_cell: int) -> list[dict[str, Any]]:
+    """Quarantined rows per input table and reason; counts of 1..min_cell-1 suppressed."""
+    out = []
+    for r in rows(con, "SELECT input_table, reason, count(*) AS rows FROM int_quarantine GROUP BY ALL ORDER BY ALL"):
+        small = is_small_cell(0, r["rows"], min_cell)
+        out.append({"input_table": r["input_table"], "reason": r["reason"], "rows": None if small else r["rows"],
+                    "suppressed": small})
+    return out
 
 
 def testing_rate_references() -> list[dict[str, Any]]:

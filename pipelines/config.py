@@ -8,14 +8,18 @@ floating-point multiplication the SQL applies to values (analysis plan section 3
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipelines.errors import ConfigError
 from pipelines.paths import SEEDS_DIR
-from pipelines.seeds import unit_factor
+from pipelines.seeds import read_seed, unit_factor
 
 
 @dataclass(frozen=True)
@@ -239,28 +243,286 @@ def _columns(raw: Any, where: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def _check_values(config: Config, path: Path) -> None:
-    if config.analysis.hypocalcemia_definition not in HYPOCALCEMIA_DEFINITIONS:
-        raise ConfigError(
-            f"{path}: analysis.hypocalcemia_definition: must be one of "
-            f"{', '.join(HYPOCALCEMIA_DEFINITIONS)}, got {config.analysis.hypocalcemia_definition!r}"
-        )
-    if config.privacy.min_cell_size < 0:
-        raise ConfigError(f"{path}: privacy.min_cell_size: must be >= 0")
-    if not 0 <= config.validation.max_quarantine_fraction <= 1:
-        raise ConfigError(f"{path}: validation.max_quarantine_fraction: must be within 0..1")
-    for name in ("same_draw_hours", "cooccurrence_hours"):
-        if getattr(config.windows, name) < 0:
-            raise ConfigError(f"{path}: windows.{name}: must be >= 0")
-    if config.validation.extract_at:
-        from datetime import datetime
+def _check_values(config: Config, path: Path | str) -> None:
+    """Range checks of every value; the first problem is a ConfigError naming the file and key."""
+    problems = [
+        *_finite_problems(config),
+        *_choice_problems(config),
+        *_window_problems(config),
+        *_threshold_problems(config),
+        *_fraction_problems(config),
+        *_expectation_id_problems(config),
+        *_schedule_problems(config),
+        *_engine_problems(config),
+        *_csv_problems(config),
+        *_column_problems(config),
+    ]
+    if problems:
+        key, message = problems[0]
+        raise ConfigError(f"{path}: {key}: {message}")
 
+
+Problems = list[tuple[str, str]]
+
+
+def _numbers(config: Config) -> list[tuple[str, float]]:
+    """Every float of the configuration with its dotted key (list items as key[i])."""
+    out = []
+    for section in _SECTIONS:
+        obj = getattr(config, section)
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            items = enumerate(value) if isinstance(value, tuple) else [(None, value)]
+            for i, v in items:
+                if isinstance(v, float):
+                    out.append((f"{section}.{f.name}" + ("" if i is None else f"[{i}]"), v))
+    return out
+
+
+def _finite_problems(config: Config) -> Problems:
+    """TOML allows nan and inf; no setting means anything with them."""
+    return [(key, f"must be a finite number, got {value!r}") for key, value in _numbers(config)
+            if not math.isfinite(value)]
+
+
+def _choice_problems(config: Config) -> Problems:
+    problems: Problems = []
+    if config.analysis.hypocalcemia_definition not in HYPOCALCEMIA_DEFINITIONS:
+        problems.append(("analysis.hypocalcemia_definition", f"must be one of {', '.join(HYPOCALCEMIA_DEFINITIONS)}, "
+                         f"got {config.analysis.hypocalcemia_definition!r}"))
+    if config.privacy.min_cell_size < 0:
+        problems.append(("privacy.min_cell_size", f"must be >= 0 (0 turns suppression off), got "
+                         f"{config.privacy.min_cell_size}"))
+    if config.validation.extract_at:
         try:
             datetime.fromisoformat(config.validation.extract_at)
         except ValueError:
-            raise ConfigError(f"{path}: validation.extract_at: not an ISO date-time: {config.validation.extract_at!r}") from None
-    if len(config.schedule.cron.split()) != 5:
-        raise ConfigError(f"{path}: schedule.cron: expected 5 fields, got {config.schedule.cron!r}")
+            problems.append(("validation.extract_at", f"not an ISO date-time: {config.validation.extract_at!r}"))
+    return problems
+
+
+# Windows of zero hours: a same-draw window of 0 means "the same timestamp" (meaningful); the others
+# would define empty windows, episodes of one result or supplements that stop as they start.
+NON_NEGATIVE_HOURS = ("windows.same_draw_hours",)
+POSITIVE_HOURS = ("windows.cooccurrence_hours", "audit.episode_gap_hours", "audit.mg_check_hours",
+                  "audit.refractory_after_hours", "audit.exposure_default_hours")
+
+
+def _window_problems(config: Config) -> Problems:
+    problems: Problems = []
+    for key in NON_NEGATIVE_HOURS:
+        if _get(config, key) < 0:
+            problems.append((key, f"must be >= 0 hours, got {_get(config, key)!r}"))
+    for key in POSITIVE_HOURS:
+        if not _get(config, key) > 0:
+            problems.append((key, f"must be > 0 hours, got {_get(config, key)!r}"))
+    if not config.windows.cooccurrence_hours >= config.windows.same_draw_hours:
+        problems.append(("windows.cooccurrence_hours", "must be at least windows.same_draw_hours"))
+    if not config.analysis.albumin_reference_g_l > 0:
+        problems.append(("analysis.albumin_reference_g_l", "must be > 0"))
+    if config.analysis.calcium_correction_per_g_l < 0:
+        problems.append(("analysis.calcium_correction_per_g_l", "must be >= 0"))
+    return problems
+
+
+# threshold key -> (analyte of sql/seeds/analytes.csv, unit the key is given in)
+THRESHOLD_ANALYTES = {
+    "hypomagnesemia_mg_dl": ("MG", "mg/dl"),
+    "normomagnesemia_upper_mg_dl": ("MG", "mg/dl"),
+    "hypokalemia_mmol_l": ("K", "mmol/l"),
+    "hyponatremia_mmol_l": ("NA", "mmol/l"),
+    "hypophosphatemia_mg_dl": ("PHOS", "mg/dl"),
+    "hypocalcemia_mg_dl": ("CA", "mg/dl"),
+    "ionized_hypocalcemia_mmol_l": ("ICA", "mmol/l"),
+    "severe_hypokalemia_mmol_l": ("K", "mmol/l"),
+    "moderate_hypokalemia_mmol_l": ("K", "mmol/l"),
+}
+
+
+def plausible_range(analyte: str, unit: str) -> tuple[float, float]:
+    """The analyte's plausible range in canonical units (sql/seeds/analytes.csv)."""
+    row = next(r for r in read_seed("analytes") if r["analyte"] == analyte)
+    return float(row["plausible_low"]), float(row["plausible_high"])
+
+
+def _in_range(key: str, value: float, analyte: str, unit: str) -> Problems:
+    """A positive threshold within the plausible range, converted as canonical_thresholds converts it."""
+    factor = 1.0 if unit == "mmol/l" else unit_factor(analyte, unit)
+    low, high = plausible_range(analyte, unit)
+    if value > 0 and low <= value * factor <= high:
+        return []
+    return [(key, f"must be within the plausible range of {analyte} ({low / factor:.3g}..{high / factor:.3g} "
+                  f"{unit}), got {value!r}")]
+
+
+def _threshold_problems(config: Config) -> Problems:
+    t = config.thresholds
+    problems: Problems = []
+    for name, (analyte, unit) in THRESHOLD_ANALYTES.items():
+        problems += _in_range(f"thresholds.{name}", getattr(t, name), analyte, unit)
+    if not t.normomagnesemia_upper_mg_dl > t.hypomagnesemia_mg_dl:
+        problems.append(("thresholds.normomagnesemia_upper_mg_dl", "must be above thresholds.hypomagnesemia_mg_dl"))
+    if not t.severe_hypokalemia_mmol_l < t.moderate_hypokalemia_mmol_l <= t.hypokalemia_mmol_l:
+        problems.append(("thresholds.severe_hypokalemia_mmol_l", "must be below moderate_hypokalemia_mmol_l, "
+                         "which must be at most hypokalemia_mmol_l"))
+    grid = config.analysis.sensitivity_mg_thresholds_mg_dl
+    if not grid:
+        problems.append(("analysis.sensitivity_mg_thresholds_mg_dl", "must list at least one threshold"))
+    for i, value in enumerate(grid):
+        problems += _in_range(f"analysis.sensitivity_mg_thresholds_mg_dl[{i}]", value, "MG", "mg/dl")
+    if len(set(grid)) != len(grid):
+        problems.append(("analysis.sensitivity_mg_thresholds_mg_dl", "lists a threshold twice"))
+    return problems
+
+
+def _fraction_problems(config: Config) -> Problems:
+    v = config.validation
+    problems: Problems = []
+    for name in ("max_quarantine_fraction", "max_malformed_fraction"):
+        if not 0 <= getattr(v, name) <= 1:
+            problems.append((f"validation.{name}", f"must be within 0..1, got {getattr(v, name)!r}"))
+    if not v.max_out_of_scope_share_ratio >= 1:
+        problems.append(("validation.max_out_of_scope_share_ratio",
+                         f"must be >= 1, got {v.max_out_of_scope_share_ratio!r}"))
+    return problems
+
+
+def expectation_ids() -> set[str]:
+    """The meta.id of every expectation in expectations/*.json."""
+    from pipelines.validate import load_suites
+
+    return {e["meta"]["id"] for suite in load_suites() for e in suite["expectations"]}
+
+
+def _expectation_id_problems(config: Config) -> Problems:
+    v = config.validation
+    if not (v.make_blocking or v.make_warning):
+        return []
+    known = expectation_ids()
+    problems: Problems = []
+    for name in ("make_blocking", "make_warning"):
+        for i, ident in enumerate(getattr(v, name)):
+            if ident not in known:
+                problems.append((f"validation.{name}[{i}]", f"unknown expectation id {ident!r} "
+                                 "(see meta.id in expectations/*.json)"))
+    for ident in sorted(set(v.make_blocking) & set(v.make_warning)):
+        problems.append(("validation.make_warning", f"{ident!r} is also in validation.make_blocking"))
+    return problems
+
+
+# (name, lowest, highest, names) of the five cron fields; day of week 7 is Sunday as in cron
+CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
+    ("day of week", 0, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
+)
+_CRON_ITEM = re.compile(r"^(\*|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/([0-9]+))?$")
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why `expression` is not a 5-field cron expression (numbers, names, ranges, steps, lists), or None."""
+    fields = expression.split()
+    if len(fields) != 5:
+        return f"expected 5 fields (minute hour day-of-month month day-of-week), got {expression!r}"
+    for text, (name, low, high, names) in zip(fields, CRON_FIELDS):
+        for item in text.split(","):
+            match = _CRON_ITEM.match(item)
+            if not match:
+                return f"{name} field {text!r}: {item!r} is not a number, range, step, list or *"
+            base, step = match.groups()
+            if step is not None and int(step) < 1:
+                return f"{name} field {text!r}: step must be >= 1"
+            if base == "*":
+                continue
+            bounds = []
+            for part in base.split("-"):
+                value = _cron_value(part, low, names)
+                if value is None:
+                    return f"{name} field {text!r}: {part!r} is not a number or a name"
+                if not low <= value <= high:
+                    return f"{name} field {text!r}: {part!r} is outside {low}..{high}"
+                bounds.append(value)
+            if len(bounds) == 2 and bounds[0] > bounds[1]:
+                return f"{name} field {text!r}: range {base!r} runs backwards"
+    return None
+
+
+def _cron_value(part: str, low: int, names: tuple[str, ...]) -> int | None:
+    if part.isdigit():
+        return int(part)
+    if part.upper() in names:
+        return names.index(part.upper()) + low
+    return None
+
+
+def _schedule_problems(config: Config) -> Problems:
+    problems: Problems = []
+    why = cron_problem(config.schedule.cron)
+    if why:
+        problems.append(("schedule.cron", why))
+    try:
+        ZoneInfo(config.schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        problems.append(("schedule.timezone", f"not an IANA time zone: {config.schedule.timezone!r}"))
+    return problems
+
+
+# DuckDB's memory sizes (a number and a unit), or a percentage of the machine's memory
+_MEMORY_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+_MEMORY_PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
+_MEMORY_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+                 "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+MIN_MEMORY_BYTES = 64 * 10**6
+
+
+def memory_limit_problem(value: str) -> str | None:
+    """Why `value` is not a memory limit DuckDB can run with (e.g. "4GB", "512 MiB", "80%"), or None.
+
+    Checked here and again before the value reaches DuckDB, so nothing but a size is ever passed.
+    """
+    size, percent = _MEMORY_SIZE.match(value), _MEMORY_PERCENT.match(value)
+    if percent:
+        share = float(percent.group(1))
+        return None if 0 < share <= 100 else f"a percentage must be within 0..100, got {value!r}"
+    if not size:
+        return f"expected a size such as \"4GB\", \"512MiB\" or \"80%\", got {value!r}"
+    if float(size.group(1)) * _MEMORY_UNITS[size.group(2).lower()] < MIN_MEMORY_BYTES:
+        return f"must be at least 64MB, got {value!r}"
+    return None
+
+
+def _engine_problems(config: Config) -> Problems:
+    problems: Problems = []
+    why = memory_limit_problem(config.engine.memory_limit)
+    if why:
+        problems.append(("engine.memory_limit", why))
+    if config.engine.threads < 1:
+        problems.append(("engine.threads", f"must be >= 1, got {config.engine.threads}"))
+    return problems
+
+
+def _csv_problems(config: Config) -> Problems:
+    c = config.csv
+    problems: Problems = []
+    for name in ("delimiter", "quote", "escape"):
+        value = getattr(c, name)
+        if len(value) != 1 or value in "\r\n":
+            problems.append((f"csv.{name}", f"must be one character (not a line break), got {value!r}"))
+    if c.delimiter == c.quote:
+        problems.append(("csv.delimiter", f"must differ from csv.quote ({c.quote!r})"))
+    return problems
+
+
+def _column_problems(config: Config) -> Problems:
+    return [(f"columns.{table}.{key}", "must name a column (got an empty name)")
+            for table, mapping in config.columns.items() for key, value in mapping.items() if not value.strip()]
+
+
+def _get(config: Config, dotted: str) -> Any:
+    section, key = dotted.split(".")
+    return getattr(getattr(config, section), key)
 
 
 __all__ = ["Config", "load_config", "SEEDS_DIR", "HYPOCALCEMIA_DEFINITIONS"]

@@ -32,8 +32,15 @@ if TYPE_CHECKING:
     from pipelines.steps import Run
 
 TESTED_GX = "1.24"
-# Columns whose values are never shown as examples (they identify patients or their records).
-PRIVATE_COLUMNS = {"patient_id", "encounter_id", "specimen_id", "result_id", "source_row", "row_id"}
+# Examples in validation.json are row numbers, reasons and counts: only these columns are shown.
+# Everything else (patient_id, encounter_id, specimen_id, result_id, collected_at, start_at, stop_at,
+# care_unit, drug, route, value text, values) can identify a patient or a record and never is.
+EXAMPLE_COLUMNS = {"source_file", "source_row", "row_in_file", "line_number", "input_table", "reason", "status",
+                   "analyte", "unit"}
+# count columns of the aggregate checks (rows per file, quarantined rows, ...), shown when whole numbers
+EXAMPLE_COUNT_COLUMNS = {"rows", "rows_read", "rows_loaded", "rows_out_of_scope", "rows_quarantined",
+                         "rows_superseded", "rows_malformed", "quarantined", "in_scope", "out_of_scope",
+                         "malformed", "n", "count", "unexpected_count"}
 EXAMPLES = 3
 _names = count()
 
@@ -93,19 +100,35 @@ def _is_blocking(expectation: dict[str, Any], config) -> bool:
 
 
 def _examples(engine, suite: dict, expectation: dict, result: dict) -> list:
-    """A few example values of a failed expectation, never from an identifying column."""
+    """A few examples of a failed expectation: row numbers, reasons and counts, never values that identify.
+
+    Rows of an unexpected-rows query keep only EXAMPLE_COLUMNS (and whole-number counts); a column
+    expectation shows its unexpected values only for a column of EXAMPLE_COLUMNS.
+    """
     kwargs = expectation["kwargs"]
     if expectation["type"] == "unexpected_rows_expectation":
         import sqlalchemy as sa
 
         query = kwargs["unexpected_rows_query"].replace("{batch}", suite["meta"]["table"])
         rows = engine.execute_query(sa.text(f"SELECT * FROM ({query}) AS unexpected LIMIT {EXAMPLES}"))
-        return [{n: (str(v) if v is not None else None) for n, v in r._mapping.items() if n not in PRIVATE_COLUMNS}
-                for r in rows.fetchall()]
+        examples = [_safe_example(dict(r._mapping)) for r in rows.fetchall()]
+        return [e for e in examples if e]
     columns = {kwargs.get("column"), *kwargs.get("column_list", []), kwargs.get("column_A"), kwargs.get("column_B")}
-    if columns & PRIVATE_COLUMNS:
+    columns.discard(None)
+    if not columns or not columns <= EXAMPLE_COLUMNS:
         return []
     return [str(v) for v in (result.get("partial_unexpected_list") or [])[:EXAMPLES]]
+
+
+def _safe_example(row: dict[str, Any]) -> dict[str, Any]:
+    """The whitelisted columns of one unexpected row, as text (counts as whole numbers)."""
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        if name in EXAMPLE_COLUMNS:
+            out[name] = None if value is None else str(value)
+        elif name in EXAMPLE_COUNT_COLUMNS and isinstance(value, int) and not isinstance(value, bool):
+            out[name] = value
+    return out
 
 
 def run_suites(db_path: Path, stage: str, config) -> list[dict[str, Any]]:

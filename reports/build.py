@@ -64,6 +64,10 @@ class Page:
     def count(self, row: dict[str, Any], key: str) -> str:
         return self.small if row.get("suppressed") else num(row.get(key))
 
+    def total(self, counts: dict[str, Any], key: str) -> str:
+        """A `counts` value; null there means suppressed (the block has no flag of its own)."""
+        return self.small if counts.get(key) is None else num(counts[key])
+
     def interval(self, row: dict[str, Any], rate_key: str = "prevalence") -> str:
         if row.get("suppressed"):
             return self.small
@@ -277,8 +281,8 @@ def write_report(path: Path, results: dict[str, Any], manifest: dict[str, Any], 
     )
     window = results["data_window"]
     cards.append(
-        f"<div class='card'><div class='k'>data</div><div class='v'>{counts['patients']:,} patients</div>"
-        f"<div>{counts['mg_results']:,} Mg results ({counts['hypomg_results']:,} low) · "
+        f"<div class='card'><div class='k'>data</div><div class='v'>{page.total(counts, 'patients')} patients</div>"
+        f"<div>{page.total(counts, 'mg_results')} Mg results ({page.total(counts, 'hypomg_results')} low) · "
         f"{esc(window['first_collected_on'])} to {esc(window['last_collected_on'])}</div></div>"
     )
     summary_rows = [[esc(a), page.interval(headline[a]), page.count(headline[a], "numerator"),
@@ -322,7 +326,8 @@ def write_report(path: Path, results: dict[str, Any], manifest: dict[str, Any], 
                        page.small if a["patients"] is None else num(a["patients"])] for a in results["attrition"]]
     accounting_rows = [[esc(i["table"]), esc(Path(i["path"]).name), num(i["rows_read"]), num(i["rows_loaded"]),
                         num(i["rows_out_of_scope"]), num(i["rows_quarantined"])] for i in manifest["inputs"]]
-    quarantine_rows = [[esc(q["input_table"]), esc(q["reason"]), num(q["rows"])] for q in results["quarantine_reasons"]]
+    quarantine_rows = [[esc(q["input_table"]), esc(q["reason"]), page.count(q, "rows")]
+                       for q in results["quarantine_reasons"]]
     param_rows = [[esc(f"{section}.{key}"), esc(value)] for section, values in params.items()
                   if isinstance(values, dict) for key, value in values.items()]
     refs = sorted({(r["reference_set"], r["citation"]) for r in read_seed("reference_sets")})

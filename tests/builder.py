@@ -48,7 +48,7 @@ def make_db(tmp_path: Path, labs=(), meds=(), config: Config | None = None, mode
     folder = write_generic(tmp_path / "input", labs, meds)
     con = connect(":memory:", config)
     create_parameter_tables(con, config)
-    ingest_generic(con, folder, config.columns)
+    ingest_generic(con, folder, config.columns, config)
     build_models(con, models)
     return con
 

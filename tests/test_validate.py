@@ -101,16 +101,16 @@ def test_a_broken_mart_invariant_blocks_and_examples_hide_patients(tmp_path):
     assert set(failures) == {"flags_hypomagnesemia_below_threshold", "rates_ci_low_le_prevalence"}
     flag = failures["flags_hypomagnesemia_below_threshold"]
     assert flag["unexpected_count"] == 1
-    assert flag["examples"] == [{"analyte": "MG", "value_canonical": str(2.0 * 0.4114)}]
+    assert flag["examples"] == [{"analyte": "MG"}]  # values are not shown: only row numbers, reasons, counts
     assert "p0" not in json.dumps(failures)
 
 
-def test_result_id_not_unique_within_a_file_is_blocking(tmp_path):
+def test_one_result_id_for_two_different_results_is_blocking(tmp_path):
     labs = good_labs()
-    labs[3]["result_id"] = labs[2]["result_id"]
+    labs[3]["result_id"] = labs[2]["result_id"]  # p1's K result takes the id of p1's MG result
     db = build_file_db(tmp_path, labs)
     failures = {e["id"] for s in run_suites(db, "normalised", Config()) for e in blocking_failures(s)}
-    assert failures == {"labs_result_id_unique_within_file"}
+    assert failures == {"labs_result_id_conflict_within_file"}
 
 
 def test_quarantine_fraction_gate_and_its_override(tmp_path):
@@ -149,7 +149,7 @@ def test_blocking_failure_exits_1_and_publishes_nothing_new(tmp_path):
     bad = write_generic(tmp_path / "bad", labs)
     second = hypomag("run", "--source", "generic", "--input", str(bad), "--out", str(out), "--db", str(db), cwd=tmp_path)
     assert second.returncode == 1, second.stderr[-3000:]
-    assert "labs_result_id_unique_within_file" in second.stderr or "compound_columns" in second.stderr
+    assert "labs_result_id_conflict_within_file" in second.stderr
     assert "Traceback" not in second.stderr
     assert {p: digest(p) for p in before} == before
 

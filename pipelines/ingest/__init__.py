@@ -32,15 +32,15 @@ def ingest(con: duckdb.DuckDBPyConnection, source: str, input_dir: Path, config,
             from pipelines.errors import InputError
 
             raise InputError(f"--incremental: the inbox takes generic extracts only (got --source {source})")
-        return ingest_inbox(con, input_dir, config.columns)
+        return ingest_inbox(con, input_dir, config.columns, config)
     if source == "generic":
-        return ingest_generic(con, input_dir, config.columns)
+        return ingest_generic(con, input_dir, config.columns, config)
     if source == "mimic-iv":
         from pipelines.ingest.mimic_iv import ingest_mimic_iv
 
-        return ingest_mimic_iv(con, input_dir)
+        return ingest_mimic_iv(con, input_dir, config)
     if source == "omop":
         from pipelines.ingest.omop import ingest_omop
 
-        return ingest_omop(con, input_dir)
+        return ingest_omop(con, input_dir, config)
     raise ValueError(source)

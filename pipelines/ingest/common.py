@@ -17,28 +17,23 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.config import Config
 from pipelines.errors import InputError
+from pipelines.ingest.csv_reader import header_columns, read_csv_as_text
 
 LAB_REQUIRED = ("patient_id", "collected_at", "analyte", "value", "unit")
 LAB_OPTIONAL = ("result_id", "specimen_id", "encounter_id", "fluid", "care_unit")
 MED_REQUIRED = ("patient_id", "start_at", "drug")
 MED_OPTIONAL = ("stop_at", "route", "atc_code", "rxnorm_code", "dose", "dose_unit", "encounter_id")
 
-# Column names that name a direct identifier (plan section 7).
-IDENTIFIER_COLUMN = re.compile(
-    r"^(name|first_?name|last_?name|surname|given_?name|family_?name|full_?name|patient_?name"
-    r"|.*ssn.*|.*social_?security.*|.*phone.*|.*mobile.*|.*e_?mail.*|.*address.*|.*street.*)$",
-    re.IGNORECASE,
+# The identifier guard (plan section 7) lives in identifiers.py: column-name terms, value patterns
+# (name -> (pattern, cheap condition)) and the numbers/times columns whose values are not scanned.
+from pipelines.ingest.identifiers import (  # noqa: E402,F401  (re-exported for the adapters)
+    IDENTIFIER_TERMS as IDENTIFIER_COLUMN,
+    NOT_SCANNED,
+    VALUE_PATTERNS as IDENTIFIER_VALUES,
+    check_identifiers,
 )
-# Values that look like direct identifiers: e-mail, US SSN, phone number. Each pattern has a cheap
-# necessary condition ({v}: the value) so that the regular expression runs only on candidates.
-IDENTIFIER_VALUES = {
-    "an e-mail address": (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", "contains({v}, '@')"),
-    "a social security number": (r"^\s*[0-9]{3}-[0-9]{2}-[0-9]{4}\s*$", "length({v}) >= 11"),
-    "a phone number": (r"^\s*(\+?1[ .-]?)?\(?[0-9]{3}\)?[ .-][0-9]{3}[ .-][0-9]{4}\s*$", "length({v}) >= 12"),
-}
-# Columns never scanned for identifier-like values (numbers and times only).
-NOT_SCANNED = {"collected_at", "value", "unit", "start_at", "stop_at", "dose", "dose_unit"}
 
 
 @dataclass
@@ -75,74 +70,47 @@ def find_table_file(input_dir: Path, stem: str) -> Path:
 
 
 def unreadable(path: Path, exc: duckdb.Error) -> InputError:
-    """The input error for a file DuckDB cannot read: the file and the first line of the reason."""
-    first = str(exc).strip().splitlines()[0]
-    return InputError(f"{path}: cannot be read ({first})")
+    """The input error for a file DuckDB cannot read: the file, the line where DuckDB names one,
+    and the first line of the reason."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    line = re.search(r"\bline:?\s*(\d+)", text, re.IGNORECASE)
+    where = f" at line {line.group(1)}" if line and not re.search(r"\bline\b", first, re.IGNORECASE) else ""
+    return InputError(f"{path}: cannot be read{where} ({first})")
 
 
-def read_file_as_text(con: duckdb.DuckDBPyConnection, path: Path, into: str) -> list[str]:
-    """Load a CSV or Parquet file into table `into` (all columns text, plus `source_row`)."""
+def read_file_as_text(con: duckdb.DuckDBPyConnection, path: Path, into: str, config: Config | None = None) -> list[str]:
+    """Load a CSV or Parquet file into temp table `into`: every file column as text, plus
+    `source_row` (1-based data row) and `parse_error` (NULL, or why a CSV line could not be parsed).
+
+    Returns the file's column names. A CSV is read with the fixed dialect of `config.csv` (see
+    csv_reader.py); a CSV with more than `validation.max_malformed_fraction` malformed lines raises
+    ValidationFailed. Parquet has no dialect; its rows keep the file's row numbers.
+    """
+    config = config or Config()
+    if not path.name.endswith(".parquet"):
+        return read_csv_as_text(con, path, into, config.csv, config.validation.max_malformed_fraction)
+    cols = _parquet_columns(con, path)
+    select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in cols)
     try:
-        if path.name.endswith(".parquet"):
-            cols = _parquet_columns(con, path)
-            select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in cols)
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {into} AS SELECT {select}, "
-                f"CAST(file_row_number + 1 AS BIGINT) AS source_row "
-                f"FROM read_parquet(?, file_row_number = true)",
-                [str(path)],
-            )
-        else:
-            # Insertion order is preserved, so rowid is the data row's position in the file.
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {into}_read AS SELECT * FROM read_csv(?, header = true, "
-                f"all_varchar = true, nullstr = '', sample_size = -1)",
-                [str(path)],
-            )
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {into} AS "
-                f"SELECT *, CAST(rowid + 1 AS BIGINT) AS source_row FROM {into}_read"
-            )
-            con.execute(f"DROP TABLE {into}_read")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {into} AS SELECT {select}, "
+            f"CAST(file_row_number + 1 AS BIGINT) AS source_row, CAST(NULL AS VARCHAR) AS parse_error "
+            f"FROM read_parquet(?, file_row_number = true)",
+            [str(path)],
+        )
     except duckdb.Error as exc:
         raise unreadable(path, exc) from None
-    cols = [r[0] for r in con.execute(f"DESCRIBE {into}").fetchall()]
-    return [c for c in cols if c != "source_row"]
+    return cols
 
 
-def check_identifiers(
-    con: duckdb.DuckDBPyConnection, path: Path, table: str, columns: list[str], scan: list[str] | None = None,
-    row: str = "source_row", params: list | None = None,
-) -> None:
-    """Refuse a file whose columns or values look like direct identifiers (plan section 7).
-
-    `scan` names the columns whose values are checked (default: every column but times and numbers).
-    `table` is a table name or a table function (`read_parquet(?, ...)` with `params`), `row` the
-    expression of the 1-based row number in it. One scan checks every column against every pattern;
-    the error names the first column (file order), pattern and row, as a column-by-column loop would.
-    """
-    for col in columns:
-        if IDENTIFIER_COLUMN.match(col.strip()):
-            raise InputError(
-                f"{path}: column {col!r} looks like a direct identifier; inputs must be "
-                "de-identified (nothing was loaded)"
-            )
-    scanned = scan if scan is not None else [c for c in columns if c not in NOT_SCANNED]
-    checks = [(col, what, rule) for col in scanned for what, rule in IDENTIFIER_VALUES.items()]
-    if not checks:
-        return
-    firsts = []
-    for col, _, (pattern, candidate) in checks:
-        value = f'CAST("{col}" AS VARCHAR)'
-        firsts.append(f"min(CASE WHEN {candidate.format(v=value)} AND regexp_matches({value}, '{pattern}') "
-                      f"THEN {row} END)")
-    found = con.execute(f"SELECT {', '.join(firsts)} FROM {table}", params or []).fetchone()
-    for (col, what, _), first_row in zip(checks, found):
-        if first_row is not None:
-            raise InputError(
-                f"{path}: row {first_row}, column {col!r} holds what looks like {what}; inputs "
-                "must be de-identified (nothing was loaded)"
-            )
+def insert_malformed(con: duckdb.DuckDBPyConnection, source: str, target: str, path: Path, offset: int) -> None:
+    """Append `source`'s malformed rows to raw table `target`: every field NULL but parse_error."""
+    con.execute(
+        f"INSERT INTO {target} (row_id, source_file, source_row, parse_error) "
+        f"SELECT ? + source_row, ?, source_row, parse_error FROM {source} WHERE parse_error IS NOT NULL",
+        [offset, str(path)],
+    )
 
 
 def load_table(
@@ -152,43 +120,50 @@ def load_table(
     required: tuple[str, ...],
     optional: tuple[str, ...],
     mapping: dict[str, str] | None = None,
+    config: Config | None = None,
 ) -> InputFile:
     """Read one generic file and append it to `target` with canonical column names.
 
     Parquet is read straight into `target` (its row number comes from the file); a CSV goes
-    through one temporary table, whose rowid is the data row's position in the file.
+    through one temporary table (read_file_as_text), malformed lines included as rows with
+    `parse_error`. `rows_read` counts every row, malformed ones too.
     """
     mapping = mapping or {}
     is_parquet = path.name.endswith(".parquet")
     if is_parquet:
         columns = _parquet_columns(con, path)
         source, row, params = "read_parquet(?, file_row_number = true)", "file_row_number + 1", [str(path)]
-        text = 'CAST("{}" AS VARCHAR)'
+        text, error = 'CAST("{}" AS VARCHAR)', "CAST(NULL AS VARCHAR)"
     else:
-        columns = read_file_as_text(con, path, f"tmp_{target}")
+        # the header alone decides which columns exist, before any data row is read
+        columns = header_columns(path, (config or Config()).csv)
         source, row, params = f"tmp_{target}", "source_row", []
-        text = '"{}"'
-    check_identifiers(con, path, source, columns, row=row, params=params)
+        text, error = '"{}"', "parse_error"
     by_lower = {c.strip().lower(): c for c in columns}
     select = []
-    for field in (*required, *optional):
+    fields = (*required, *optional)
+    for field in fields:
         wanted = mapping.get(field, field)
-        actual = by_lower.get(wanted.lower())
+        actual = by_lower.get(wanted.strip().lower())
         if actual is None and field in required:
             raise InputError(
-                f"{path}: required column {wanted!r} is missing (columns found: {', '.join(columns)})"
+                f"{path}: required column {wanted!r} is missing from the header (columns found: {', '.join(columns)})"
             )
         select.append(f"{text.format(actual)} AS {field}" if actual else f"CAST(NULL AS VARCHAR) AS {field}")
+    if not is_parquet:
+        read_file_as_text(con, path, source, config)
+    check_identifiers(con, path, source, columns, row=row, params=params)
     offset = row_offset(con, target)
     try:
         con.execute(
-            f"INSERT INTO {target} SELECT ? + {row} AS row_id, ? AS source_file, CAST({row} AS BIGINT), "
-            f"{', '.join(select)} FROM {source}",
+            f"INSERT INTO {target} (row_id, source_file, source_row, {', '.join(fields)}, parse_error) "
+            f"SELECT ? + {row} AS row_id, ? AS source_file, CAST({row} AS BIGINT), "
+            f"{', '.join(select)}, {error} FROM {source}",
             [offset, str(path), *params],
         )
     except duckdb.Error as exc:
         raise unreadable(path, exc) from None
-    rows = row_offset(con, target) - offset
+    rows = con.execute(f"SELECT count(*) FROM {target} WHERE row_id > ?", [offset]).fetchone()[0]
     if not is_parquet:
         con.execute(f"DROP TABLE tmp_{target}")
     return InputFile(table=target, path=str(path), sha256=sha256_of(path), rows_read=rows)
@@ -207,7 +182,8 @@ def source_columns(con: duckdb.DuckDBPyConnection, path: Path, table: str, requi
 
     A missing required column is an input error naming the file and the column.
     """
-    present = {r[0].lower(): r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+    present = {r[0].lower(): r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()
+               if r[0] not in ("source_row", "parse_error")}
     for col in required:
         if col not in present:
             raise InputError(f"{path}: required column {col!r} is missing (columns found: {', '.join(sorted(present))})")
@@ -217,6 +193,9 @@ def source_columns(con: duckdb.DuckDBPyConnection, path: Path, table: str, requi
 def create_raw_tables(con: duckdb.DuckDBPyConnection, keep: bool = False) -> None:
     """Raw tables (every field text, plus where each row came from) and the ledger of loaded files.
 
+    `parse_error` is NULL for a parsed row; for a malformed CSV line it says why (every other field
+    is then NULL), and staging quarantines the row as `malformed_row`.
+
     `keep=True` (incremental loads) keeps what earlier runs loaded; otherwise they start empty.
     """
     create = "CREATE TABLE IF NOT EXISTS" if keep else "CREATE OR REPLACE TABLE"
@@ -225,7 +204,10 @@ def create_raw_tables(con: duckdb.DuckDBPyConnection, keep: bool = False) -> Non
         ("raw_medications", (*MED_REQUIRED, *MED_OPTIONAL)),
     ):
         cols = ", ".join(f"{f} VARCHAR" for f in fields)
-        con.execute(f"{create} {table} (row_id BIGINT, source_file VARCHAR, source_row BIGINT, {cols})")
+        con.execute(f"{create} {table} (row_id BIGINT, source_file VARCHAR, source_row BIGINT, {cols}, "
+                    "parse_error VARCHAR)")
+        # databases written before parse_error existed (incremental loads) gain the column
+        con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS parse_error VARCHAR")
     con.execute(f"{create} loaded_files (sha256 VARCHAR, path VARCHAR, input_table VARCHAR, rows_read BIGINT, "
                 "loaded_at TIMESTAMP)")
 

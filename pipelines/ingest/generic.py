@@ -5,6 +5,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.config import Config
 from pipelines.errors import InputError
 from pipelines.ingest.common import (
     LAB_OPTIONAL,
@@ -22,8 +23,12 @@ from pipelines.ingest.common import (
 EXTENSIONS = (".csv", ".csv.gz", ".parquet")
 
 
-def ingest_generic(con: duckdb.DuckDBPyConnection, input_dir: Path, columns: dict) -> list[InputFile]:
-    """The generic source: labs.(csv|csv.gz|parquet) and medications.(csv|csv.gz|parquet)."""
+def ingest_generic(con: duckdb.DuckDBPyConnection, input_dir: Path, columns: dict,
+                   config: Config | None = None) -> list[InputFile]:
+    """The generic source: labs.(csv|csv.gz|parquet) and medications.(csv|csv.gz|parquet).
+
+    `config` gives the CSV dialect (`[csv]`) and the malformed-line gate (default: the defaults).
+    """
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         raise InputError(f"{input_dir}: input folder not found")
@@ -31,14 +36,15 @@ def ingest_generic(con: duckdb.DuckDBPyConnection, input_dir: Path, columns: dic
     meds = find_table_file(input_dir, "medications")
     create_raw_tables(con)
     loaded = [
-        load_table(con, labs, "raw_labs", LAB_REQUIRED, LAB_OPTIONAL, columns.get("labs")),
-        load_table(con, meds, "raw_medications", MED_REQUIRED, MED_OPTIONAL, columns.get("medications")),
+        load_table(con, labs, "raw_labs", LAB_REQUIRED, LAB_OPTIONAL, columns.get("labs"), config),
+        load_table(con, meds, "raw_medications", MED_REQUIRED, MED_OPTIONAL, columns.get("medications"), config),
     ]
     record_loaded(con, loaded)
     return loaded
 
 
-def ingest_inbox(con: duckdb.DuckDBPyConnection, inbox: Path, columns: dict) -> list[InputFile]:
+def ingest_inbox(con: duckdb.DuckDBPyConnection, inbox: Path, columns: dict,
+                 config: Config | None = None) -> list[InputFile]:
     """Incremental load: every `labs*` / `medications*` extract in the inbox not loaded before.
 
     Files are recognised by sha256 (the ledger `loaded_files`), so a re-run with the same files
@@ -59,7 +65,7 @@ def ingest_inbox(con: duckdb.DuckDBPyConnection, inbox: Path, columns: dict) -> 
             digest = sha256_of(path)
             if digest in seen:
                 continue
-            loaded.append(load_table(con, path, target, required, optional, mapping))
+            loaded.append(load_table(con, path, target, required, optional, mapping, config))
             seen.add(digest)
     record_loaded(con, loaded)
     return loaded

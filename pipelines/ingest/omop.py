@@ -14,6 +14,9 @@
   unknown; start `drug_exposure_start_datetime` (else the start date, 00:00); stop the end
   datetime, else the inclusive end date's last second; ATC code the most specific ATC ancestor
   (`concept_ancestor`) or related concept (`concept_relationship`) where those tables are present.
+- Identifier guard (identifiers.py): every column name of measurement and drug_exposure is checked;
+  the text values that reach the raw tables from the patient's record are scanned (person_id,
+  visit_occurrence_id, unit_source_value, drug_source_value); concept names come from the vocabulary.
 """
 from __future__ import annotations
 
@@ -21,11 +24,13 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.config import Config
 from pipelines.errors import InputError
 from pipelines.ingest.common import (
     InputFile,
     check_identifiers,
     create_raw_tables,
+    insert_malformed,
     read_file_as_text,
     record_loaded,
     row_offset,
@@ -58,7 +63,8 @@ def _col(cols: dict[str, str | None], name: str, alias: str = "m") -> str:
     return f'{alias}."{cols[name]}"' if cols.get(name) else "CAST(NULL AS VARCHAR)"
 
 
-def ingest_omop(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
+def ingest_omop(con: duckdb.DuckDBPyConnection, root: Path, config: Config | None = None) -> list[InputFile]:
+    """Load measurement and drug_exposure (CSVs read with the `[csv]` dialect of `config`)."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: input folder not found")
@@ -67,14 +73,16 @@ def ingest_omop(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
     concept = find_cdm_table(root, "concept")
     create_raw_tables(con)
 
-    read_file_as_text(con, concept, "omop_concept")
+    read_file_as_text(con, concept, "omop_concept", config)
     source_columns(con, concept, "omop_concept", ("concept_id", "concept_name", "vocabulary_id", "concept_code"), ())
-    _atc_table(con, root)
+    _atc_table(con, root, config)
 
-    columns = read_file_as_text(con, measurement, "omop_measurement")
+    columns = read_file_as_text(con, measurement, "omop_measurement", config)
     cols = source_columns(con, measurement, "omop_measurement", MEASUREMENT_COLUMNS, OPTIONAL["measurement"])
     check_identifiers(con, measurement, "omop_measurement", columns,
-                      scan=[cols["person_id"], *([cols["visit_occurrence_id"]] if cols["visit_occurrence_id"] else [])])
+                      scan=[c for c in (cols["person_id"], cols["visit_occurrence_id"], cols["unit_source_value"])
+                            if c])
+    lab_offset = row_offset(con, "raw_labs")
     when = f"coalesce(nullif(trim({_col(cols, 'measurement_datetime')}), ''), {_col(cols, 'measurement_date')})"
     con.execute(
         f"""
@@ -96,6 +104,7 @@ def ingest_omop(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
             CAST(NULL AS VARCHAR),
             {_col(cols, 'visit_occurrence_id')},
             CAST(NULL AS VARCHAR),
+            CAST(NULL AS VARCHAR),
             CAST(NULL AS VARCHAR)
         FROM omop_measurement AS m
         LEFT JOIN omop_concept AS lc
@@ -103,15 +112,20 @@ def ingest_omop(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
         LEFT JOIN omop_concept AS uc
             ON uc.concept_id = trim({_col(cols, 'unit_concept_id')}) AND uc.vocabulary_id = 'UCUM'
         LEFT JOIN omop_concept AS oc ON oc.concept_id = trim({_col(cols, 'operator_concept_id')})
+        WHERE m.parse_error IS NULL
         """,
-        [row_offset(con, "raw_labs"), str(measurement)],
+        [lab_offset, str(measurement)],
     )
+    insert_malformed(con, "omop_measurement", "raw_labs", measurement, lab_offset)
     lab_rows = con.execute("SELECT count(*) FROM omop_measurement").fetchone()[0]
 
-    columns = read_file_as_text(con, drug_exposure, "omop_drug")
+    columns = read_file_as_text(con, drug_exposure, "omop_drug", config)
     cols = source_columns(con, drug_exposure, "omop_drug", DRUG_COLUMNS, OPTIONAL["drug_exposure"])
-    check_identifiers(con, drug_exposure, "omop_drug", columns, scan=[cols["person_id"]])
+    check_identifiers(con, drug_exposure, "omop_drug", columns,
+                      scan=[c for c in (cols["person_id"], cols["visit_occurrence_id"], cols["drug_source_value"])
+                            if c])
     end_date = _col(cols, "drug_exposure_end_date", "d")
+    med_offset = row_offset(con, "raw_medications")
     con.execute(
         f"""
         INSERT INTO raw_medications
@@ -127,14 +141,17 @@ def ingest_omop(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
             rc.concept_name,
             atc.atc_code,
             CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR),
-            {_col(cols, 'visit_occurrence_id', 'd')}
+            {_col(cols, 'visit_occurrence_id', 'd')},
+            CAST(NULL AS VARCHAR)
         FROM omop_drug AS d
         LEFT JOIN omop_concept AS dc ON dc.concept_id = trim({_col(cols, 'drug_concept_id', 'd')})
         LEFT JOIN omop_concept AS rc ON rc.concept_id = trim({_col(cols, 'route_concept_id', 'd')})
         LEFT JOIN omop_atc AS atc ON atc.drug_concept_id = trim({_col(cols, 'drug_concept_id', 'd')})
+        WHERE d.parse_error IS NULL
         """,
-        [row_offset(con, "raw_medications"), str(drug_exposure)],
+        [med_offset, str(drug_exposure)],
     )
+    insert_malformed(con, "omop_drug", "raw_medications", drug_exposure, med_offset)
     med_rows = con.execute("SELECT count(*) FROM omop_drug").fetchone()[0]
     for table in ("omop_measurement", "omop_drug"):
         con.execute(f"DROP TABLE {table}")
@@ -146,17 +163,17 @@ def ingest_omop(con: duckdb.DuckDBPyConnection, root: Path) -> list[InputFile]:
     return loaded
 
 
-def _atc_table(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+def _atc_table(con: duckdb.DuckDBPyConnection, root: Path, config: Config | None = None) -> None:
     """omop_atc(drug_concept_id, atc_code): the most specific ATC code related to each drug concept."""
     sources = []
     ancestor = find_cdm_table(root, "concept_ancestor", required=False)
     if ancestor is not None:
-        read_file_as_text(con, ancestor, "omop_concept_ancestor")
+        read_file_as_text(con, ancestor, "omop_concept_ancestor", config)
         sources.append("SELECT descendant_concept_id AS drug_concept_id, ancestor_concept_id AS atc_concept_id "
                        "FROM omop_concept_ancestor")
     relationship = find_cdm_table(root, "concept_relationship", required=False)
     if relationship is not None:
-        read_file_as_text(con, relationship, "omop_concept_relationship")
+        read_file_as_text(con, relationship, "omop_concept_relationship", config)
         sources.append("SELECT concept_id_1 AS drug_concept_id, concept_id_2 AS atc_concept_id "
                        "FROM omop_concept_relationship")
     if not sources:

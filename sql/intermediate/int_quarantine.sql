@@ -1,17 +1,18 @@
 -- int_quarantine: every quarantined input row, labs and medications, with its one reason
--- (analysis plan section 2). Grain: one row per quarantined input row. Row-level: exported only to
--- the run's restricted/quarantine.parquet, never into shared outputs.
+-- (analysis plan section 2). Grain: one row per quarantined input row, malformed lines of a text
+-- file included (reason malformed_row, with ingest's parse_error; their other fields are null).
+-- Row-level: exported only to the run's restricted/quarantine.parquet, never into shared outputs.
 with
 
 final as (
     select 'labs' as input_table, source_file, source_row, reason, patient_id,
-        collected_at_text as time_text, analyte_code as item, value_text, unit
+        collected_at_text as time_text, analyte_code as item, value_text, unit, parse_error
     from stg_lab_rows where status = 'quarantined'
     union all
     select 'medications', source_file, source_row, reason, patient_id,
-        start_at_text, drug, cast(null as varchar), cast(null as varchar)
+        start_at_text, drug, cast(null as varchar), cast(null as varchar), parse_error
     from stg_medication_rows where status = 'quarantined'
 )
 
-select input_table, source_file, source_row, reason, patient_id, time_text, item, value_text, unit
+select input_table, source_file, source_row, reason, patient_id, time_text, item, value_text, unit, parse_error
 from final

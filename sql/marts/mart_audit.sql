@@ -3,20 +3,40 @@
 -- 'month' (month of episode start), 'severity' (mild / moderate / severe) and 'care_unit' (where
 -- the input has one). Measures: mg_checked / episodes; mg_repleted / low_mg_episodes;
 -- refractory_mg_checked / refractory_episodes. Rates and intervals are added in analyse.py.
+-- Care units are free text: a unit appears under its own name only where it holds episodes of at
+-- least params.min_cell_size distinct patients; rarer units are grouped as 'other' (plan section 7),
+-- so a rare unit's name (which could identify someone) never reaches a shared output. With
+-- min_cell_size = 0 nothing is grouped.
 with
 
 episodes as (
     select * from int_hypokalemia_episodes
 ),
 
+unit_patients as (
+    select care_unit, count(distinct patient_id) as patients
+    from episodes
+    where care_unit is not null
+    group by care_unit
+),
+
+unit_episodes as (
+    select
+        case when u.patients >= p.min_cell_size then e.care_unit else 'other' end as shown_unit,
+        e.mg_checked, e.low_mg, e.mg_repleted, e.refractory
+    from episodes as e
+    join unit_patients as u on u.care_unit = e.care_unit
+    cross join params as p
+),
+
 grouped as (
-    select 'overall' as grouping, 'all' as group_value, * from episodes
+    select 'overall' as grouping, 'all' as group_value, mg_checked, low_mg, mg_repleted, refractory from episodes
     union all
-    select 'month', start_month, * from episodes
+    select 'month', start_month, mg_checked, low_mg, mg_repleted, refractory from episodes
     union all
-    select 'severity', severity, * from episodes
+    select 'severity', severity, mg_checked, low_mg, mg_repleted, refractory from episodes
     union all
-    select 'care_unit', care_unit, * from episodes where care_unit is not null
+    select 'care_unit', shown_unit, mg_checked, low_mg, mg_repleted, refractory from unit_episodes
 ),
 
 final as (

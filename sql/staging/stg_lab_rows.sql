@@ -3,41 +3,106 @@
 -- (+ superseded) by construction. Each row gets status 'loaded', 'out_of_scope', 'quarantined' or
 -- 'superseded' and, if quarantined, exactly one reason, the first in the plan's order:
 -- missing_patient_id, bad_timestamp, non_numeric_value, unknown_unit, implausible_value, duplicate.
+-- A malformed line of a text file (raw_labs.parse_error set by ingest, every field null) is
+-- quarantined as malformed_row before anything else is decided, scope included.
 -- Superseded (incremental loads): a row whose source result_id appears again in a later file is
 -- replaced by that correction (int_result_corrections records both); result ids that were not
 -- given (row positions) never supersede anything.
 -- Decisions where the plan is silent (README "Definitions"): scope is decided first, so a row of an
 -- analyte or fluid the analysis does not use is out of scope whatever else is wrong with it; a
 -- timestamp with a UTC offset is bad_timestamp (the pipeline works in naive local time).
+-- Whitespace: every text field loses the characters of params.whitespace_chars (spaces, tabs,
+-- no-break and other Unicode spaces) at both ends. Spaces go first, by the plain trim; the full
+-- set (a slower trim) runs only on a value that still starts or ends outside printable ASCII.
+-- Numbers follow the plan's grammar (optional sign, digits with at most one decimal point,
+-- optional exponent), checked before the cast: the engine's cast also reads digit separators
+-- (1_38), NaN and inf, which are non_numeric_value. A censor sign (<, >, <=, >=) may precede it.
+-- Fluid: a stated fluid always wins; a code's own fluid (1994-3: whole blood) applies only when
+-- the fluid column is blank.
 -- Analyte codes (seed analyte_codes): LOINC exactly, canonical names case-insensitively.
 -- Unit factors and plausible ranges come from the seeds unit_factors and analytes.
 with
 
-source_rows as (
+spaces_trimmed as (
     select
         r.row_id,
         r.source_file,
         r.source_row,
-        nullif(trim(r.patient_id), '') as patient_id,
-        trim(r.collected_at) as collected_at_text,
-        upper(trim(r.analyte)) as analyte_code,
-        trim(r.value) as value_text,
-        lower(trim(r.unit)) as unit_key,
+        r.parse_error,
+        trim(r.patient_id) as patient_id,
+        trim(r.collected_at) as collected_at,
+        trim(r.analyte) as analyte,
+        trim(r.value) as value,
         trim(r.unit) as unit,
-        coalesce(nullif(trim(r.result_id), ''), cast(r.source_row as varchar)) as result_id,
-        nullif(trim(r.result_id), '') as given_result_id,
-        nullif(trim(r.specimen_id), '') as specimen_id,
-        nullif(trim(r.encounter_id), '') as encounter_id,
-        coalesce(lower(trim(r.fluid)), '') as fluid_key,
-        nullif(trim(r.care_unit), '') as care_unit
+        trim(r.result_id) as result_id,
+        trim(r.specimen_id) as specimen_id,
+        trim(r.encounter_id) as encounter_id,
+        trim(r.fluid) as fluid,
+        trim(r.care_unit) as care_unit
     from raw_labs as r
+),
+
+trimmed as (
+    -- the same pattern for every field: keep a value whose ends are printable ASCII, else trim
+    -- the whole whitespace set
+    select
+        t.row_id,
+        t.source_file,
+        t.source_row,
+        t.parse_error,
+        case when left(t.patient_id, 1) between '!' and '~' and right(t.patient_id, 1) between '!' and '~'
+            then t.patient_id else trim(t.patient_id, p.whitespace_chars) end as patient_id,
+        case when left(t.collected_at, 1) between '!' and '~' and right(t.collected_at, 1) between '!' and '~'
+            then t.collected_at else trim(t.collected_at, p.whitespace_chars) end as collected_at,
+        case when left(t.analyte, 1) between '!' and '~' and right(t.analyte, 1) between '!' and '~'
+            then t.analyte else trim(t.analyte, p.whitespace_chars) end as analyte,
+        case when left(t.value, 1) between '!' and '~' and right(t.value, 1) between '!' and '~'
+            then t.value else trim(t.value, p.whitespace_chars) end as value,
+        case when left(t.unit, 1) between '!' and '~' and right(t.unit, 1) between '!' and '~'
+            then t.unit else trim(t.unit, p.whitespace_chars) end as unit,
+        case when left(t.result_id, 1) between '!' and '~' and right(t.result_id, 1) between '!' and '~'
+            then t.result_id else trim(t.result_id, p.whitespace_chars) end as result_id,
+        case when left(t.specimen_id, 1) between '!' and '~' and right(t.specimen_id, 1) between '!' and '~'
+            then t.specimen_id else trim(t.specimen_id, p.whitespace_chars) end as specimen_id,
+        case when left(t.encounter_id, 1) between '!' and '~' and right(t.encounter_id, 1) between '!' and '~'
+            then t.encounter_id else trim(t.encounter_id, p.whitespace_chars) end as encounter_id,
+        case when left(t.fluid, 1) between '!' and '~' and right(t.fluid, 1) between '!' and '~'
+            then t.fluid else trim(t.fluid, p.whitespace_chars) end as fluid,
+        case when left(t.care_unit, 1) between '!' and '~' and right(t.care_unit, 1) between '!' and '~'
+            then t.care_unit else trim(t.care_unit, p.whitespace_chars) end as care_unit
+    from spaces_trimmed as t
+    cross join params as p
+),
+
+source_rows as (
+    select
+        t.row_id,
+        t.source_file,
+        t.source_row,
+        t.parse_error,
+        nullif(t.patient_id, '') as patient_id,
+        t.collected_at as collected_at_text,
+        upper(t.analyte) as analyte_code,
+        t.value as value_text,
+        lower(t.unit) as unit_key,
+        t.unit,
+        coalesce(nullif(t.result_id, ''), cast(t.source_row as varchar)) as result_id,
+        nullif(t.result_id, '') as given_result_id,
+        nullif(t.specimen_id, '') as specimen_id,
+        nullif(t.encounter_id, '') as encounter_id,
+        coalesce(lower(t.fluid), '') as fluid_key,
+        nullif(t.care_unit, '') as care_unit
+    from trimmed as t
 ),
 
 mapped as (
     select
         s.*,
         c.analyte,
-        coalesce(nullif(c.code_fluid, ''), f.fluid_class, 'other') as fluid_class
+        case
+            when s.fluid_key = '' and nullif(c.code_fluid, '') is not null then c.code_fluid
+            else coalesce(f.fluid_class, 'other')
+        end as fluid_class
     from source_rows as s
     left join ref_analyte_codes as c on c.code = s.analyte_code
     left join ref_fluids as f on coalesce(f.fluid, '') = s.fluid_key
@@ -54,11 +119,27 @@ parsed as (
     from mapped as m
 ),
 
-valued as (
+number_texts as (
+    -- the number after a censor sign, with the whitespace between them trimmed (censored values
+    -- are few, so the full trim runs on few rows)
     select
         p.*,
-        try_cast(trim(substr(p.value_text, length(p.censor_sign) + 1)) as double) as value_num
+        case
+            when p.censor_sign = '' then p.value_text
+            else trim(substr(p.value_text, length(p.censor_sign) + 1), w.whitespace_chars)
+        end as number_text
     from parsed as p
+    cross join params as w
+),
+
+valued as (
+    select
+        n.*,
+        case
+            when regexp_matches(n.number_text, '^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$')
+                then try_cast(n.number_text as double)
+        end as value_num
+    from number_texts as n
 ),
 
 converted as (
@@ -83,12 +164,21 @@ file_ends as (
 repeated_ids as (
     -- result ids given more than once; aggregates and joins on narrow keys instead of window
     -- sorts of whole rows keep this linear and light at 100M rows. Reads raw_labs itself (the same
-    -- expression as source_rows.given_result_id): a second reference to source_rows would make
-    -- the engine materialize every row read
-    select nullif(trim(result_id), '') as given_result_id, max(row_id) as latest_row_id
-    from raw_labs
-    where nullif(trim(result_id), '') is not null
-    group by nullif(trim(result_id), '')
+    -- trimming as spaces_trimmed and trimmed, so the same ids as source_rows.given_result_id): a
+    -- second reference to source_rows would make the engine materialize every row read
+    select i.given_result_id, max(i.row_id) as latest_row_id
+    from (
+        select
+            s.row_id,
+            nullif(
+                case when left(s.result_id, 1) between '!' and '~' and right(s.result_id, 1) between '!' and '~'
+                    then s.result_id else trim(s.result_id, p.whitespace_chars) end,
+                '') as given_result_id
+        from (select row_id, trim(result_id) as result_id from raw_labs) as s
+        cross join params as p
+    ) as i
+    where i.given_result_id is not null
+    group by i.given_result_id
     having count(*) > 1
 ),
 
@@ -107,6 +197,7 @@ first_fault as (
         c.*,
         coalesce(c.latest_row_id > c.last_row_of_file, false) as is_superseded,
         case
+            when c.parse_error is not null then 'malformed_row'
             when c.latest_row_id > c.last_row_of_file then null
             when not c.in_scope then null
             when c.patient_id is null then 'missing_patient_id'
@@ -171,6 +262,7 @@ final as (
         d.source_file,
         d.source_row,
         case
+            when d.fault = 'malformed_row' then 'quarantined'
             when d.is_superseded then 'superseded'
             when not d.in_scope then 'out_of_scope'
             when d.fault is not null or d.copy_number > 1 then 'quarantined'
@@ -196,7 +288,8 @@ final as (
         d.latest_row_id,
         d.specimen_id,
         d.encounter_id,
-        d.care_unit
+        d.care_unit,
+        d.parse_error
     from deduplicated as d
 )
 

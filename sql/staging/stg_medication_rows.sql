@@ -1,27 +1,84 @@
--- stg_medication_rows: the fate of every medication row read (analysis plan sections 1.2 and 6).
+-- stg_medication_rows: the fate of every medication row read (analysis plan sections 1.2, 2 and 6).
 -- Grain: one row per input medication row (raw_medications); read = loaded + quarantined.
--- Quarantine reasons, first in this order: missing_patient_id; bad_timestamp (start_at unreadable,
--- or a stop_at given but unreadable: dropping it silently would lose the order's end).
+-- Quarantine reasons, first in this order: malformed_row (a malformed line of a text file:
+-- raw_medications.parse_error set by ingest, every field null); missing_patient_id; bad_timestamp
+-- (start_at unreadable, or a stop_at given but unreadable: dropping it silently would lose the
+-- order's end).
+-- Whitespace: every text field loses the characters of params.whitespace_chars (spaces, tabs,
+-- no-break and other Unicode spaces) at both ends, as in stg_lab_rows: spaces by the plain trim,
+-- the full set only on a value that still starts or ends outside printable ASCII.
 -- A date without a time means 00:00 (plan 1.2). Medications have no out-of-scope state: rows that
 -- match no drug class are loaded and simply belong to no class.
 with
 
-source_rows as (
+spaces_trimmed as (
     select
         r.row_id,
         r.source_file,
         r.source_row,
-        nullif(trim(r.patient_id), '') as patient_id,
-        trim(r.start_at) as start_at_text,
-        nullif(trim(r.stop_at), '') as stop_at_text,
+        r.parse_error,
+        trim(r.patient_id) as patient_id,
+        trim(r.start_at) as start_at,
+        trim(r.stop_at) as stop_at,
         trim(r.drug) as drug,
-        nullif(trim(r.route), '') as route,
-        upper(nullif(trim(r.atc_code), '')) as atc_code,
-        nullif(trim(r.rxnorm_code), '') as rxnorm_code,
-        nullif(trim(r.dose), '') as dose,
-        nullif(trim(r.dose_unit), '') as dose_unit,
-        nullif(trim(r.encounter_id), '') as encounter_id
+        trim(r.route) as route,
+        trim(r.atc_code) as atc_code,
+        trim(r.rxnorm_code) as rxnorm_code,
+        trim(r.dose) as dose,
+        trim(r.dose_unit) as dose_unit,
+        trim(r.encounter_id) as encounter_id
     from raw_medications as r
+),
+
+trimmed as (
+    -- the same pattern for every field: keep a value whose ends are printable ASCII, else trim
+    -- the whole whitespace set
+    select
+        t.row_id,
+        t.source_file,
+        t.source_row,
+        t.parse_error,
+        case when left(t.patient_id, 1) between '!' and '~' and right(t.patient_id, 1) between '!' and '~'
+            then t.patient_id else trim(t.patient_id, p.whitespace_chars) end as patient_id,
+        case when left(t.start_at, 1) between '!' and '~' and right(t.start_at, 1) between '!' and '~'
+            then t.start_at else trim(t.start_at, p.whitespace_chars) end as start_at,
+        case when left(t.stop_at, 1) between '!' and '~' and right(t.stop_at, 1) between '!' and '~'
+            then t.stop_at else trim(t.stop_at, p.whitespace_chars) end as stop_at,
+        case when left(t.drug, 1) between '!' and '~' and right(t.drug, 1) between '!' and '~'
+            then t.drug else trim(t.drug, p.whitespace_chars) end as drug,
+        case when left(t.route, 1) between '!' and '~' and right(t.route, 1) between '!' and '~'
+            then t.route else trim(t.route, p.whitespace_chars) end as route,
+        case when left(t.atc_code, 1) between '!' and '~' and right(t.atc_code, 1) between '!' and '~'
+            then t.atc_code else trim(t.atc_code, p.whitespace_chars) end as atc_code,
+        case when left(t.rxnorm_code, 1) between '!' and '~' and right(t.rxnorm_code, 1) between '!' and '~'
+            then t.rxnorm_code else trim(t.rxnorm_code, p.whitespace_chars) end as rxnorm_code,
+        case when left(t.dose, 1) between '!' and '~' and right(t.dose, 1) between '!' and '~'
+            then t.dose else trim(t.dose, p.whitespace_chars) end as dose,
+        case when left(t.dose_unit, 1) between '!' and '~' and right(t.dose_unit, 1) between '!' and '~'
+            then t.dose_unit else trim(t.dose_unit, p.whitespace_chars) end as dose_unit,
+        case when left(t.encounter_id, 1) between '!' and '~' and right(t.encounter_id, 1) between '!' and '~'
+            then t.encounter_id else trim(t.encounter_id, p.whitespace_chars) end as encounter_id
+    from spaces_trimmed as t
+    cross join params as p
+),
+
+source_rows as (
+    select
+        t.row_id,
+        t.source_file,
+        t.source_row,
+        t.parse_error,
+        nullif(t.patient_id, '') as patient_id,
+        t.start_at as start_at_text,
+        nullif(t.stop_at, '') as stop_at_text,
+        t.drug,
+        nullif(t.route, '') as route,
+        upper(nullif(t.atc_code, '')) as atc_code,
+        nullif(t.rxnorm_code, '') as rxnorm_code,
+        nullif(t.dose, '') as dose,
+        nullif(t.dose_unit, '') as dose_unit,
+        nullif(t.encounter_id, '') as encounter_id
+    from trimmed as t
 ),
 
 parsed as (
@@ -44,11 +101,12 @@ final as (
         p.source_file,
         p.source_row,
         case
-            when p.patient_id is null or p.start_at is null
+            when p.parse_error is not null or p.patient_id is null or p.start_at is null
                 or (p.stop_at_text is not null and p.stop_at is null) then 'quarantined'
             else 'loaded'
         end as status,
         case
+            when p.parse_error is not null then 'malformed_row'
             when p.patient_id is null then 'missing_patient_id'
             when p.start_at is null or (p.stop_at_text is not null and p.stop_at is null)
                 then 'bad_timestamp'
@@ -63,7 +121,8 @@ final as (
         p.rxnorm_code,
         p.dose,
         p.dose_unit,
-        p.encounter_id
+        p.encounter_id,
+        p.parse_error
     from parsed as p
 )
 

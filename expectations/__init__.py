@@ -1,0 +1,1 @@
+"""Marks expectations/ as the package pipelines.resources.expectations, so the suites ship in the wheel."""

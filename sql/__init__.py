@@ -1,0 +1,1 @@
+"""Marks sql/ as the package pipelines.resources.sql, so the models and seeds ship in the wheel."""
