@@ -1,20 +1,24 @@
 """The `hypomag` command (contract.md): run, demo, validate, serve, generate.
 
-User errors (bad config, missing file or column, unreadable values) print one line naming the
-file, column and row, and exit 2; a blocking expectation failure exits 1; no traceback for either.
+Every error ends as one line on standard error and the contract's exit code (no traceback; a
+traceback only with `hypomag --debug ...`): user, path and environment errors (bad config,
+missing file or column, unsafe --out/--db, no permission, a full disk) exit 2; a blocking
+expectation failure exits 1; SIGINT and SIGTERM stop the run cleanly with 130 and 143.
 """
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 
-from pipelines.errors import ConfigError, HypomagError, InputError
+from pipelines.errors import ConfigError, InputError, Stopped, classify
 from pipelines.paths import DATA_SAMPLES_DIR
 
 app = typer.Typer(
@@ -27,13 +31,21 @@ err = Console(stderr=True)
 out = Console()
 
 SOURCE_HELP = "Input layout: generic (labs + medications CSV/Parquet), mimic-iv or omop."
+DEBUG = False  # `hypomag --debug`: tracebacks in logs and on errors
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors (for bug reports).")) -> None:
+    """hypomag: hypomagnesemia and its co-occurring electrolyte abnormalities in lab data."""
+    global DEBUG
+    DEBUG = debug
 
 
 class _NoUserErrorTracebacks(logging.Filter):
-    """Prefect logs a failed task with its traceback; a user error needs only its one line."""
+    """Prefect logs a failed task with its traceback; the error's one line follows at the end."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], HypomagError):
+        if record.exc_info and not DEBUG:
             record.exc_info = None
             record.exc_text = None
         return True
@@ -47,6 +59,13 @@ def _quiet_user_errors() -> None:
         for handler in logger.handlers:
             if not any(isinstance(f, _NoUserErrorTracebacks) for f in handler.filters):
                 handler.addFilter(_NoUserErrorTracebacks())
+
+
+def _check_paths(input_dir: Path, db: Path, out_dir: Path, incremental: bool) -> None:
+    """Path safety before anything starts (pipelines/paths_guard.py); prepare checks again."""
+    from pipelines.paths_guard import check_paths
+
+    check_paths(input_dir, db, out_dir, incremental)
 
 
 def _preflight(source: str, input_dir: Path, config: Optional[Path]) -> None:
@@ -63,6 +82,7 @@ def _preflight(source: str, input_dir: Path, config: Optional[Path]) -> None:
 
 def _run_flow(source: str, input_dir: Path, config: Optional[Path], db: Path, out_dir: Path,
               incremental: bool = False) -> Path:
+    _check_paths(input_dir, db, out_dir, incremental)
     from pipelines.prefect_api import TemporaryApi, prefect_api
 
     api = TemporaryApi.launch()  # boots on the other core while the imports below run
@@ -82,11 +102,12 @@ def _run_flow(source: str, input_dir: Path, config: Optional[Path], db: Path, ou
 
 def _summary(published: Path) -> None:
     results = json.loads((published / "results.json").read_text())
-    c = results["counts"]
+    small = f"<{results['parameters']['privacy']['min_cell_size']}"
+    c = {k: small if v is None else f"{v:,}" for k, v in results["counts"].items()}  # null = suppressed
     out.print(
-        f"[bold green]hypomag finished.[/] Lab rows read {c['lab_rows_read']:,}, loaded {c['lab_rows_loaded']:,}, "
-        f"out of scope {c['lab_rows_out_of_scope']:,}, quarantined {c['lab_rows_quarantined']:,}; "
-        f"{c['patients']:,} patients, {c['mg_results']:,} magnesium results ({c['hypomg_results']:,} low)."
+        f"[bold green]hypomag finished.[/] Lab rows read {c['lab_rows_read']}, loaded {c['lab_rows_loaded']}, "
+        f"out of scope {c['lab_rows_out_of_scope']}, quarantined {c['lab_rows_quarantined']}; "
+        f"{c['patients']} patients, {c['mg_results']} magnesium results ({c['hypomg_results']} low)."
     )
     out.print(f"Report:  {published / 'report.html'}")
     if (published.parent / "index.html").is_file():
@@ -156,6 +177,7 @@ def serve(
     from pipelines.deploy import serve_nightly
 
     _preflight(source, input_dir, config)
+    _check_paths(input_dir, db, out_dir, True)
     serve_nightly(source=source, input_dir=input_dir, config_path=config, db_path=db, out_dir=out_dir)
 
 
@@ -175,16 +197,49 @@ def generate(
         out.print(f"wrote {n:,} rows to {path}")
 
 
-def main() -> None:
-    """Console entry point: user errors become one line on stderr and the contract's exit code.
+@app.command("config")
+def config_command(
+    defaults: bool = typer.Option(False, "--defaults", help="Print a complete configuration file with every default."),
+    check: Optional[Path] = typer.Option(None, "--check", help="Check a configuration file and print its values."),
+) -> None:
+    """Print the default configuration (TOML), or check a configuration file."""
+    from pipelines.config import defaults_toml, load_config
 
-    Usage errors are Click's own (a usage line and exit code 2).
+    if check is not None:
+        load_config(check)  # a bad key or value is one line and exit 2
+        out.print(f"{check}: valid", highlight=False)
+    elif defaults:
+        sys.stdout.write(defaults_toml())
+    else:
+        out.print("hypomag config --defaults | --check FILE", highlight=False)
+        raise typer.Exit(2)
+
+
+def _stop(signum: int, _frame) -> None:
+    """SIGINT/SIGTERM: stop the run where it is (the flow removes what it made); later ones wait."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+def main() -> None:
+    """Console entry point: every error becomes one line on stderr and the contract's exit code.
+
+    Usage errors are Click's own (a usage line and exit code 2). See pipelines.errors.classify.
     """
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         app()
-    except HypomagError as exc:
-        err.print(f"[red]hypomag: error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+    except BaseException as exc:  # noqa: BLE001 - every way out gets the contract's code and one line
+        if isinstance(exc, SystemExit):
+            raise
+        code, message = classify(exc)
+        if DEBUG or "--debug" in sys.argv[1:2]:
+            traceback.print_exception(exc)
+        label = "hypomag:" if code in (130, 143) else "hypomag: error:"
+        err.print(f"[red]{label}[/] {message}", highlight=False, soft_wrap=True)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -526,3 +526,87 @@ def _get(config: Config, dotted: str) -> Any:
 
 
 __all__ = ["Config", "load_config", "SEEDS_DIR", "HYPOCALCEMIA_DEFINITIONS"]
+
+
+# What each key means, in the unit its name carries: the README's parameters table and
+# `hypomag config --defaults` are generated from this and the dataclasses' defaults (a test checks
+# that every key has a meaning and that the README shows the generated table).
+MEANINGS: dict[str, str] = {
+    "thresholds.hypomagnesemia_mg_dl": "MG below this is hypomagnesemia (strict; x 0.4114 to mmol/L like the values)",
+    "thresholds.normomagnesemia_upper_mg_dl": "comparison group: hypomagnesemia threshold <= MG <= this",
+    "thresholds.hypokalemia_mmol_l": "K below this is hypokalemia",
+    "thresholds.hyponatremia_mmol_l": "NA below this is hyponatremia",
+    "thresholds.hypophosphatemia_mg_dl": "PHOS below this is hypophosphatemia (x 0.3229 to mmol/L)",
+    "thresholds.hypocalcemia_mg_dl": "total (or corrected) CA below this is hypocalcemia (x 0.2495 to mmol/L)",
+    "thresholds.ionized_hypocalcemia_mmol_l": "ICA below this is hypocalcemia under the `ionized` definition",
+    "thresholds.severe_hypokalemia_mmol_l": "audit severity: lowest K below this is severe",
+    "thresholds.moderate_hypokalemia_mmol_l": "audit severity: lowest K below this (and not severe) is moderate",
+    "windows.same_draw_hours": "same draw: same specimen, or collected within +/- this (inclusive)",
+    "windows.cooccurrence_hours": "the co-occurrence window, +/- this (inclusive)",
+    "analysis.hypocalcemia_definition": "`total`, `corrected` (albumin of the same draw) or `ionized`",
+    "analysis.sensitivity_mg_thresholds_mg_dl": "MG thresholds of the sensitivity grid",
+    "analysis.albumin_reference_g_l": "corrected calcium: CA + factor x (this - ALB g/L)",
+    "analysis.calcium_correction_per_g_l": "corrected calcium: the factor",
+    "audit.episode_gap_hours": "low K results at most this far apart share an episode",
+    "audit.mg_check_hours": "Mg checked: a Mg result within +/- this of the episode's start",
+    "audit.refractory_after_hours": "refractory: a low K at least this long after the first K supplement",
+    "audit.exposure_default_hours": "an order without stop_at counts as exposure for this long",
+    "privacy.min_cell_size": "cells of 1 .. this-1 are suppressed in shared outputs (0 turns it off)",
+    "privacy.allow_columns": "column names a person verified as not identifying (skip the identifier guard)",
+    "validation.max_quarantine_fraction": "blocking: quarantined share of a file's in-scope rows (duplicates aside)",
+    "validation.extract_at": "the extract's date-time (results after it are flagged); blank = the run's start",
+    "validation.make_blocking": "expectation ids to make blocking",
+    "validation.make_warning": "expectation ids to make warnings only",
+    "validation.max_malformed_fraction": "blocking: malformed lines as a share of a file's rows",
+    "validation.max_out_of_scope_share_ratio": "blocking: a new file's out-of-scope share against earlier files'",
+    "csv.delimiter": "field delimiter of CSV inputs (never guessed)",
+    "csv.quote": "quote character of CSV inputs",
+    "csv.escape": "escape character inside quotes",
+    "csv.header": "CSV inputs have a header line",
+    "csv.encoding": "text encoding of CSV inputs",
+    "schedule.cron": "the nightly deployment's schedule (5-field cron)",
+    "schedule.timezone": "the schedule's IANA time zone",
+    "engine.memory_limit": "DuckDB's memory limit (beyond it, DuckDB spills to disk)",
+    "engine.threads": "DuckDB's threads",
+}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def defaults() -> list[tuple[str, str, Any]]:
+    """(section, key, default) of every configuration key, in file order."""
+    out = []
+    for name, section in _SECTIONS.items():
+        for f in dataclasses.fields(section.default_factory):  # type: ignore[arg-type]
+            out.append((name, f.name, f.default))
+    return out
+
+
+def defaults_toml() -> str:
+    """A complete configuration file with every default and its meaning (`hypomag config --defaults`)."""
+    lines = ["# hypomag configuration: every key with its default (analysis plan v1); every key is optional.",
+             "# Column mappings go in [columns.labs] / [columns.medications]: canonical = \"source column\"."]
+    current = None
+    for section, key, value in defaults():
+        if section != current:
+            lines += ["", f"[{section}]"]
+            current = section
+        lines.append(f"{key} = {_toml_value(value)}  # {MEANINGS[f'{section}.{key}']}")
+    return "\n".join(lines) + "\n"
+
+
+def parameters_table() -> str:
+    """The README's parameters table (markdown), generated from the defaults and MEANINGS."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for section, key, value in defaults():
+        shown = _toml_value(value).replace("|", "\\|")
+        rows.append(f"| `{section}.{key}` | `{shown}` | {MEANINGS[f'{section}.{key}']} |")
+    return "\n".join(rows) + "\n"

@@ -1,6 +1,7 @@
 """The DuckDB database of a run: connection settings and the run's parameter tables."""
 from __future__ import annotations
 
+import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,14 +26,25 @@ def connect(path: str | Path, config: Config) -> duckdb.DuckDBPyConnection:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"engine.threads: must be a whole number >= 1, got {config.engine.threads!r}")
     con = duckdb.connect(str(path))
-    spill = Path(tempfile.gettempdir()) / "hypomag-spill"
-    spill.mkdir(exist_ok=True)
+    spill = spill_directory(path)
     con.execute("SET memory_limit = ?", [config.engine.memory_limit.strip()])
     con.execute("SET threads = ?", [int(config.engine.threads)])
     con.execute("SET temp_directory = ?", [str(spill)])
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     return con
+
+
+def spill_directory(path: str | Path) -> Path:
+    """Where DuckDB spills (row-level data): beside a database file, inside the run's owner-only
+    folder (`<db>.tmp`, removed with the run); for an in-memory database a per-user temporary
+    folder with owner-only permissions."""
+    if str(path) == ":memory:":
+        spill = Path(tempfile.gettempdir()) / f"hypomag-spill-{os.getuid()}"
+    else:
+        spill = Path(path).with_name(Path(path).name + ".tmp")
+    spill.mkdir(mode=0o700, exist_ok=True)
+    return spill
 
 
 # Whitespace trimmed from both ends of every text field (plan section 2): what Python's str.isspace

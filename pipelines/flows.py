@@ -1,12 +1,14 @@
 """The pipeline as a Prefect flow: it reads as the table of contents of a run.
 
-ingest -> validate -> normalise -> flag -> analyse -> validate marts -> report -> publish.
+prepare -> ingest -> validate -> normalise -> validate -> flag -> analyse -> validate marts -> report
+-> publish.
 Each task is a thin wrapper over a step in pipelines/steps.py; the flow only orchestrates.
 With no Prefect server configured, running the flow starts Prefect's temporary local API in
 process (no server to start by hand).
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from pathlib import Path
@@ -23,6 +25,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from pipelines import steps, validate  # noqa: E402
 from pipelines.config import Config, load_config  # noqa: E402
 from pipelines.errors import HypomagError  # noqa: E402
+from pipelines.publish import pause_point  # noqa: E402
 from pipelines.steps import Run  # noqa: E402
 
 logging.getLogger("hypomag").setLevel(logging.INFO)
@@ -37,14 +40,19 @@ def prepare(run: Run) -> Run:
     return steps.prepare(run)
 
 
+# Environment errors that waiting does not cure: report them at once (exit 2).
+PERMANENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
+                    errno.ENAMETOOLONG, errno.ELOOP}
+
+
 def _transient(task, task_run, state) -> bool:
-    """Retry I/O hiccups (a share that blinks), never data or usage errors."""
+    """Retry I/O hiccups (a share that blinks), never data, usage or permanent environment errors."""
     try:
         state.result()
     except HypomagError:
         return False
-    except OSError:
-        return True
+    except OSError as exc:
+        return exc.errno not in PERMANENT_ERRNOS
     except Exception:  # noqa: BLE001
         return False
     return False
@@ -100,7 +108,7 @@ def report(run: Run) -> Run:
 
 @step
 def publish(run: Run) -> str:
-    """Swap the new database and outputs in by rename."""
+    """Publish the new database and outputs together: one rename of the store's `current` link."""
     return str(steps.publish(run))
 
 
@@ -123,14 +131,10 @@ def hypomag_pipeline(
               db_path=Path(db_path), out_dir=Path(out_dir), incremental=incremental)
     try:
         run = prepare(run)
-        run = ingest(run)
-        run = validate_raw(run)
-        run = normalise(run)
-        run = validate_normalised(run)
-        run = flag(run)
-        run = analyse(run)
-        run = validate_marts(run)
-        run = report(run)
+        for step_task in (ingest, validate_raw, normalise, validate_normalised, flag, analyse, validate_marts, report):
+            pause_point(step_task.name)  # a test hook (HYPOMAG_TEST_PAUSE_AT); nothing otherwise
+            run = step_task(run)
+        pause_point("publish")
         return publish(run)
     except BaseException:
         steps.abandon(run)

@@ -1,7 +1,7 @@
 """Where the project's non-Python parts are, in an editable install and in an installed wheel alike.
 
 The repository keeps sql/, expectations/, data_samples/ and reports/ at its top level; pyproject.toml
-ships them as the packages pipelines.resources.* and reports, and importlib.resources finds them
+ships them as the packages pipelines.resources.* and pipelines.reports, and importlib.resources finds them
 wherever the installation put them (the checkout for `pip install -e .`, site-packages for a wheel).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ SQL_DIR = package_folder("pipelines.resources.sql")
 SEEDS_DIR = SQL_DIR / "seeds"
 EXPECTATIONS_DIR = package_folder("pipelines.resources.expectations")
 DATA_SAMPLES_DIR = package_folder("pipelines.resources.data_samples")
-REPORTS_DIR = package_folder("reports")
+REPORTS_DIR = package_folder("pipelines.reports")
 # The folder that holds the pipelines package: the checkout in an editable install,
 # site-packages in a wheel install.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

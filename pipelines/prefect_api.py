@@ -6,13 +6,16 @@ before the first task runs (benchmarks/startup.py). `hypomag run` instead launch
 (Prefect's own app, `prefect.server.api.server:create_app`, the way Prefect launches it) as the
 very first thing, without importing Prefect, so it boots on the other core while the pipeline
 imports Prefect, Great Expectations and DuckDB; the flow then runs against it. One server per
-process, stopped at exit. With PREFECT_API_URL set (a real server, `hypomag serve`) nothing is
-started.
+process, stopped at exit, and killed by the kernel when its parent dies, even by SIGKILL
+(Linux: PR_SET_PDEATHSIG), so no orphaned server outlives a killed run. With PREFECT_API_URL set
+(a real server, `hypomag serve`) nothing is started.
 """
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +25,22 @@ import urllib.request
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
+from pipelines.errors import EnvironmentFailure
+
 STARTUP_TIMEOUT_SECONDS = 120  # a fresh machine's first start migrates Prefect's database
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent_pid: int):
+    """A preexec_fn: the child gets SIGTERM when the parent dies (or exits now if it already has)."""
+    def arm() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died between fork and prctl
+            os._exit(1)
+    return arm
 
 
 def _free_port() -> int:
@@ -53,6 +71,7 @@ class TemporaryApi:
             [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
              "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
             env=env, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent(os.getpid()) if sys.platform.startswith("linux") else None,
         )
 
     @classmethod
@@ -71,7 +90,8 @@ class TemporaryApi:
         while not self.ready:
             if self.process.poll() is not None:
                 if launches == 3:
-                    raise RuntimeError(f"Prefect's temporary API exited with code {self.process.returncode}")
+                    raise EnvironmentFailure(f"Prefect's temporary API exited with code {self.process.returncode} "
+                                             "(set PREFECT_API_URL to use a running Prefect server)")
                 launches += 1
                 self.port = _free_port()
                 self.process = self._launch()
@@ -82,7 +102,8 @@ class TemporaryApi:
                 pass
             if not self.ready:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"Prefect's temporary API did not start within {STARTUP_TIMEOUT_SECONDS} s")
+                    raise EnvironmentFailure(f"Prefect's temporary API did not start within {STARTUP_TIMEOUT_SECONDS} s "
+                                             "(set PREFECT_API_URL to use a running Prefect server)")
                 time.sleep(0.1)
 
     @contextmanager

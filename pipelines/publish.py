@@ -1,24 +1,55 @@
-"""Publishing: one run at a time per database, outputs swapped in by rename, and run history.
+"""Publishing: one run at a time per database, one commit point per publication, and run history.
+
+Layout (everything hypomag writes, beside `--db`):
+
+    <db>.hypomag/                 the store (marker `.hypomag-store`)
+        runs/<run id>/db/hypomag.duckdb   the run's database (db/ is 0700, the file 0600)
+        runs/<run id>/out/                report.html, results.json, ..., restricted/ (0700)
+        runs/<run id>/dated/<date>        --incremental: the history as of this run, links to
+                                          ../../<earlier run id>/out, one per run date
+        runs/<run id>/index.html          --incremental: the history page as of this run
+        current  -> runs/<run id>         THE commit point, replaced by rename
+        previous -> runs/<run id>         the run current pointed at before (kept for readers)
+    <db>        -> <store>/current/db/hypomag.duckdb      made once, never changed
+    <out>       -> <store>/current/out                    (a plain run) made once, never changed
+    <out>/latest, <out>/index.html, <out>/<date>          (--incremental) links through current,
+                                                          in a folder marked `.hypomag-output`
+
+A run builds its database and outputs in a new `runs/<run id>/` and publishes by one rename of a
+fresh `current` symlink (`Store.commit`): `--db` and `--out` resolve through `current`, so both
+switch together or not at all. A kill at any instant leaves the previous consistent pair:
+
+- before the commit: `current` still names the previous run; the killed run's folder, and any
+  `.tmp` link, is removed by the next run (`Store.prune`, `remove_leftovers`, under the lock);
+  the links `--db`/`--out`/`<out>/<date>` a first run makes before its commit dangle until a
+  run commits (and are removed when that run fails or is stopped);
+- after the commit: the new pair is published; pruning is left to the next run.
+
+The previous run's folder stays until the next successful commit, so a reader holding it keeps
+working; older run folders are removed, except the outputs (not the database) of runs that the
+dated history still lists.
 
 - `RunLock`: an exclusive, non-blocking `flock` on `<db>.lock`; a second run on the same database
   fails at once with a clear message instead of corrupting it. The kernel drops the lock when the
   process dies, so a killed run never leaves a stale lock.
-- `swap_in`: move a finished folder over a published one by rename (never copy), so readers see
-  either the old or the new outputs, never half of each.
-- Dated publishing (the nightly job): `ROOT/<run date>/` plus `ROOT/latest` (a symlink replaced by
-  rename) and `ROOT/index.html`, the list of every published run with the trend of the headline
-  rates; a run whose headline rate leaves the previous run's 95% interval is flagged.
+- Dated publishing (the nightly job): `ROOT/<run date>/`, `ROOT/latest` and `ROOT/index.html`
+  (every published run with the trend of the headline rates; a run whose headline rate leaves
+  the previous run's 95% interval is flagged).
 """
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import re
 import shutil
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from pipelines.errors import InputError
+from pipelines.paths_guard import (OUTPUT_MARKER, STORE_MARKER, db_link_target, is_store, location,
+                                   out_link_target, read_marker)
 
 HEADLINE_ABNORMALITIES = ("hypokalemia", "hyponatremia", "hypophosphatemia", "hypocalcemia")
 
@@ -36,7 +67,7 @@ class RunLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # never through a link
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -57,27 +88,200 @@ class RunLock:
             self._fd = None
 
 
-def swap_in(staged: Path, target: Path) -> None:
-    """Replace `target` (a folder) by `staged` using renames only."""
-    previous = target.with_name(f".{target.name}.previous-{os.getpid()}")
-    if target.exists() or target.is_symlink():
-        os.replace(target, previous)
-    os.replace(staged, target)
-    shutil.rmtree(previous, ignore_errors=True)
+PAUSE_ENV = "HYPOMAG_TEST_PAUSE_AT"
+LEFTOVER_NAME = re.compile(r"\.(latest-\d+|index-\d+\.html|.+\.(partial|previous|tmp)-\d+)")
 
 
-def point_latest(root: Path, name: str) -> None:
-    """Make ROOT/latest point at ROOT/<name>, atomically (a new symlink renamed over the old)."""
-    tmp = root / f".latest-{os.getpid()}"
+def pause_point(name: str) -> None:
+    """Test hook: with HYPOMAG_TEST_PAUSE_AT="<name>:<file>" the run writes its pid to <file> at the
+    point called <name> and waits there until <file> is removed (at most 600 s), so a test can kill
+    it, or change something, at a known instant."""
+    spec = os.environ.get(PAUSE_ENV, "")
+    point, _, flag = spec.partition(":")
+    if point != name:
+        return
+    Path(flag).write_text(str(os.getpid()), encoding="utf-8")
+    deadline = time.monotonic() + 600
+    while os.path.exists(flag) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def write_marker(path: Path, **fields: Any) -> None:
+    """A marker file: one JSON line saying hypomag made the folder, written by rename."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"created_by": "hypomag", **fields}) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def point(link: Path, target: str) -> None:
+    """Make `link` a symlink with the text `target`, atomically (a new symlink renamed over the old)."""
+    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
-    os.symlink(name, tmp)
-    os.replace(tmp, root / "latest")
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def place_link(link: Path, target: Path) -> bool:
+    """Make `link` a relative symlink to `target` unless it already is one; True when it was made."""
+    text = os.path.relpath(target, location(link).parent)
+    if link.is_symlink() and os.readlink(link) == text:
+        return False
+    if link.is_dir() and not link.is_symlink():
+        link.rmdir()  # an empty folder (paths_guard accepted only an empty one)
+    point(link, text)
+    return True
+
+
+class Store:
+    """The folder of a database's runs, `<db>.hypomag/`, and its one commit point `current`."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    def ensure(self) -> None:
+        """Create the store (marker included) by one rename, so it never exists half made."""
+        if is_store(self.root):
+            self.runs.mkdir(exist_ok=True)
+            return
+        tmp = self.root.with_name(f".{self.root.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "runs").mkdir(parents=True)
+        write_marker(tmp / STORE_MARKER, layout="store")
+        os.rename(tmp, self.root)
+
+    def pointer(self, name: str) -> str | None:
+        """The run id that `current` or `previous` names (None when there is none)."""
+        link = self.root / name
+        if not link.is_symlink():
+            return None
+        parts = Path(os.readlink(link)).parts
+        return parts[1] if len(parts) == 2 and parts[0] == "runs" else None
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs / run_id
+
+    def new_run(self, run_id: str) -> Path:
+        """A fresh run folder with an owner-only db/ folder."""
+        folder = self.run_dir(run_id)
+        folder.mkdir()
+        (folder / "db").mkdir(mode=0o700)
+        os.chmod(folder / "db", 0o700)
+        return folder
+
+    def commit(self, run_id: str) -> None:
+        """Publish `run_id`: remember the current run as previous, then the one rename."""
+        before = self.pointer("current")
+        if before and before != run_id:
+            point(self.root / "previous", f"runs/{before}")
+        pause_point("commit")
+        point(self.root / "current", f"runs/{run_id}")
+
+    def history_ids(self, run_id: str) -> set[str]:
+        """Run ids whose outputs the dated history of `run_id` links to."""
+        dated = self.run_dir(run_id) / "dated"
+        if not dated.is_dir():
+            return set()
+        ids = set()
+        for link in dated.iterdir():
+            parts = Path(os.readlink(link)).parts if link.is_symlink() else ()
+            if len(parts) == 4 and parts[:2] == ("..", ".."):
+                ids.add(parts[2])
+        return ids
+
+    def prune(self) -> None:
+        """Remove killed or superseded runs; keep current, previous and the history's outputs."""
+        live = {i for i in (self.pointer("current"), self.pointer("previous")) if i}
+        history = set().union(*(self.history_ids(i) for i in live)) if live else set()
+        for folder in self.runs.iterdir() if self.runs.is_dir() else ():
+            if folder.name in live:
+                continue
+            if folder.name in history and folder.is_dir() and not folder.is_symlink():
+                for part in folder.iterdir():
+                    if part.name != "out":
+                        remove(part)
+                continue
+            remove(folder)
+        for leftover in self.root.iterdir():
+            if LEFTOVER_NAME.fullmatch(leftover.name):
+                remove(leftover)
+
+
+def remove(path: Path) -> None:
+    """Delete a file, link or folder tree that hypomag made."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_leftovers(db: Path, out: Path, store: Path, incremental: bool) -> None:
+    """What killed runs of this and earlier versions left beside --db and --out (under the lock).
+
+    Only names hypomag makes are touched: `<db>.building[.wal]`, `.<name>.partial-<pid>`,
+    `.<name>.previous-<pid>`, `.<name>.tmp-<pid>`, `.latest-<pid>`, `.index-<pid>.html`.
+    """
+    db_at, out_at = location(db), location(out)
+    for path in (db_at.with_name(db_at.name + ".building"), db_at.with_name(db_at.name + ".building.wal")):
+        path.unlink(missing_ok=True)
+    names = {db_at.name, out_at.name, store.name}
+    for folder in {db_at.parent, out_at.parent}:
+        for entry in folder.iterdir():
+            match = LEFTOVER_NAME.fullmatch(entry.name)
+            if match and entry.name[1:].rsplit(".", 1)[0] in names:
+                remove(entry)
+    if incremental and out_at.is_dir() and read_marker(out_at / OUTPUT_MARKER):
+        for entry in out_at.iterdir():
+            if LEFTOVER_NAME.fullmatch(entry.name):
+                remove(entry)
+
+
+def link_single(db: Path, out: Path, store: Path) -> list[Path]:
+    """The links of a plain run, `--db` and `--out` through `current`; returns the ones made now."""
+    made = []
+    if not os.path.lexists(db) or db.is_symlink():
+        if place_link(db, db_link_target(store)):
+            made.append(db)
+    if place_link(out, out_link_target(store)):
+        made.append(out)
+    return made
+
+
+def link_dated(db: Path, root: Path, store: Path, dates: Iterable[str]) -> list[Path]:
+    """The links of a dated run: `--db`, ROOT/latest, ROOT/index.html and ROOT/<date> through `current`."""
+    made = []
+    if not os.path.lexists(db) or db.is_symlink():
+        if place_link(db, db_link_target(store)):
+            made.append(db)
+    if not root.is_dir():
+        root.mkdir(parents=True)
+        made.append(root)
+    if read_marker(root / OUTPUT_MARKER) is None:
+        write_marker(root / OUTPUT_MARKER, layout="dated", store=str(store))
+    current = store / "current"
+    for link, target in [(root / "latest", current / "out"), (root / "index.html", current / "index.html"),
+                         *((root / d, current / "dated" / d) for d in dates)]:
+        if place_link(link, target):
+            made.append(link)
+    return made
+
+
+def replace_legacy_db(db: Path, store: Path) -> None:
+    """A database file of an earlier hypomag version at --db becomes the link into the store."""
+    if db.is_file() and not db.is_symlink():
+        point(db, os.path.relpath(db_link_target(store), location(db).parent))
+        location(db).with_name(location(db).name + ".wal").unlink(missing_ok=True)
 
 
 def published_runs(root: Path) -> list[tuple[str, dict[str, Any]]]:
     """(run name, results.json) of every published dated run under root, oldest first."""
     runs = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and not p.is_symlink()):
+    if not root.is_dir():
+        return runs
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "latest"):
         results = folder / "results.json"
         if results.is_file():
             runs.append((folder.name, json.loads(results.read_text(encoding="utf-8"))))
@@ -112,8 +316,11 @@ def history_flags(previous: dict[str, Any] | None, current: dict[str, Any]) -> l
     return flags
 
 
-def write_index(root: Path) -> None:
-    """ROOT/index.html: every published run and the headline trend across runs (aggregates only)."""
+def write_index(root: Path, dest: Path | None = None) -> None:
+    """ROOT/index.html (or `dest`): every run published under ROOT and the headline trend across runs.
+
+    Aggregates only; links are relative to ROOT (`<run>/report.html`, `latest/report.html`).
+    """
     import html
 
     import plotly.graph_objects as go
@@ -137,7 +344,8 @@ def write_index(root: Path) -> None:
                               f"&ndash;{100 * f['previous_ci_high']:.1f}%" for f in flags)
         c = res["counts"]
         rows.append(f"<tr><td><a href='{html.escape(name)}/report.html'>{html.escape(name)}</a></td>"
-                    f"<td class='num'>{c['lab_rows_read']:,}</td><td class='num'>{c['mg_results']:,}</td>"
+                    f"<td class='num'>{'' if c['lab_rows_read'] is None else format(c['lab_rows_read'], ',')}</td>"
+                    f"<td class='num'>{'' if c['mg_results'] is None else format(c['mg_results'], ',')}</td>"
                     f"<td>{'&#9888; ' + flag_text if flags else ''}</td></tr>")
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>hypomag runs</title>"
@@ -154,6 +362,7 @@ def write_index(root: Path) -> None:
         f"<script>(function(){{var f={fig.to_json()};Plotly.newPlot('history-trend',f.data,f.layout,"
         "{displaylogo:false,responsive:true});})();</script></body></html>"
     )
-    tmp = root / f".index-{os.getpid()}.html"
+    dest = dest or root / "index.html"
+    tmp = dest.with_name(f".index-{os.getpid()}.html")
     tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, root / "index.html")
+    os.replace(tmp, dest)

@@ -1,9 +1,10 @@
 """The pipeline's steps as plain functions; pipelines/flows.py wraps each in a Prefect task.
 
-A run builds everything aside and publishes at the end: the database is written to
-`<db>.building` and moved over the previous one, the outputs to a fresh folder that replaces
-`--out` by rename. A run that fails at any step leaves the previous database and outputs as
-they were.
+A run builds everything aside and publishes at the end: the database and every output are
+written into a new run folder of the database's store (`<db>.hypomag/runs/<run id>/`), and one
+rename of the store's `current` link publishes both (pipelines/publish.py). A run that fails or
+is stopped at any step leaves the previous database and outputs as they were, and removes what
+it made.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import logging
 import os
 import platform
+import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,7 +27,11 @@ from pipelines import analyse, ingest, models
 from pipelines.config import Config
 from pipelines.db import connect, create_parameter_tables
 from pipelines.errors import InputError, ValidationFailed
-from pipelines.publish import RunLock, history_flags, point_latest, published_runs, swap_in, write_index
+from pipelines.stats import is_small_cell
+from pipelines.suppression import suppress_accounting
+from pipelines.paths_guard import OUTPUT_MARKER, check_paths, location, store_for
+from pipelines.publish import (RunLock, Store, history_flags, link_dated, link_single, pause_point, published_runs,
+                               remove, remove_leftovers, replace_legacy_db, write_index, write_marker)
 
 LOG = logging.getLogger("hypomag")
 
@@ -39,6 +45,11 @@ RESTRICTED_OUTPUTS = (
     ("int_lab_flags", "flags"),
     ("int_result_corrections", "corrections"),
 )
+
+
+def new_run_id() -> str:
+    """A run's id: UTC start time, pid and a random suffix (sortable, unique per store)."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 @dataclass
@@ -60,10 +71,24 @@ class Run:
     # (OUT/<run date>/, OUT/latest, OUT/index.html) instead of replacing OUT.
     incremental: bool = False
     lock: RunLock | None = None
+    run_id: str = field(default_factory=new_run_id)
+    # links (--db, --out, OUT/latest, ...) this run made before its commit: removed if it fails
+    created_links: list[Path] = field(default_factory=list)
+    # manifest.json's row accounting before suppression (restricted/accounting.json)
+    exact_accounting: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store(self) -> Store:
+        return Store(store_for(self.db_path))
+
+    @property
+    def run_dir(self) -> Path:
+        """This run's folder in the store: its database and outputs, published by one rename."""
+        return self.store.run_dir(self.run_id)
 
     @property
     def building_db(self) -> Path:
-        return self.db_path.with_name(self.db_path.name + ".building")
+        return self.run_dir / "db" / "hypomag.duckdb"
 
     @property
     def run_name(self) -> str:
@@ -71,12 +96,12 @@ class Run:
 
     @property
     def publish_dir(self) -> Path:
+        """Where the published outputs are read (a link through the store's `current`)."""
         return self.out_dir / self.run_name if self.incremental else self.out_dir
 
     @property
     def staging_dir(self) -> Path:
-        target = self.publish_dir
-        return target.with_name(f".{target.name}.partial-{os.getpid()}")
+        return self.run_dir / "out"
 
 
 def timed(run: Run, name: str, started: float) -> None:
@@ -85,20 +110,36 @@ def timed(run: Run, name: str, started: float) -> None:
 
 
 def prepare(run: Run) -> Run:
-    """Open a new database beside the published one and write the run's parameters into it."""
+    """Check the paths, take the lock, clear killed runs' leftovers, open the run's new database."""
     if run.source not in SOURCES:
         raise InputError(f"--source {run.source!r}: expected one of {', '.join(SOURCES)}")
-    run.db_path.parent.mkdir(parents=True, exist_ok=True)
+    check_paths(run.input_dir, run.db_path, run.out_dir, run.incremental)  # PathError (exit 2), nothing written
+    location(run.db_path).parent.mkdir(parents=True, exist_ok=True)
     lock = RunLock(run.db_path)
     lock.acquire()  # raises RunLocked (exit 2) while another run holds the database
     run.lock = lock
-    for leftover in (run.building_db, Path(str(run.building_db) + ".wal")):
-        leftover.unlink(missing_ok=True)  # a killed run's leftovers; the lock says none is running
+    store = run.store
+    store.ensure()
+    store.prune()  # killed runs' folders; the lock says none is running
+    remove_leftovers(run.db_path, run.out_dir, store.root, run.incremental)
+    store.new_run(run.run_id)
     if run.incremental and run.db_path.exists():
         shutil.copy2(run.db_path, run.building_db)  # build aside from the last published database
     run.con = connect(run.building_db, run.config)
+    os.chmod(run.building_db, 0o600)
     create_parameter_tables(run.con, run.config)
+    write_meta(run)
     return run
+
+
+def write_meta(run: Run) -> None:
+    """hypomag_meta(key, value): marks the database as hypomag's (paths_guard) and names its run."""
+    run.con.execute("CREATE TABLE IF NOT EXISTS hypomag_meta (key VARCHAR, value VARCHAR)")
+    meta = {"created_by": "hypomag", "run_id": run.run_id, "hypomag_version": version("hypomag"),
+            "started_at": run.started_at}
+    for key, value in meta.items():
+        run.con.execute("DELETE FROM hypomag_meta WHERE key = ?", [key])
+        run.con.execute("INSERT INTO hypomag_meta VALUES (?, ?)", [key, value])
 
 
 def ingest_step(run: Run) -> Run:
@@ -184,10 +225,13 @@ def manifest(run: Run, finished_at: str) -> dict[str, Any]:
             "rows_superseded": acc.get("rows_superseded", 0),
             "loaded_in_this_run": f["sha256"] in new,
         })
+    min_cell = run.config.privacy.min_cell_size
+    corrections = run.con.execute("SELECT count(*) FROM int_result_corrections").fetchone()[0]
+    run.exact_accounting = {"inputs": inputs, "corrections": corrections}
     return {
         "source": run.source,
         "input_dir": str(run.input_dir),
-        "inputs": inputs,
+        "inputs": suppress_accounting(inputs, min_cell),
         "time_source": {"labs": TIME_SOURCE[run.source]},  # always a collection time, never result time
         "parameters": run.config.to_dict(),
         "versions": {
@@ -199,7 +243,7 @@ def manifest(run: Run, finished_at: str) -> dict[str, Any]:
         },
         "database": str(run.db_path),
         "incremental": run.incremental,
-        "corrections": run.con.execute("SELECT count(*) FROM int_result_corrections").fetchone()[0],
+        "corrections": None if is_small_cell(0, corrections, min_cell) else corrections,
         "started_at": run.started_at,
         "finished_at": finished_at,
         "step_seconds": run.timings,
@@ -208,29 +252,57 @@ def manifest(run: Run, finished_at: str) -> dict[str, Any]:
 
 def write_outputs(run: Run) -> Run:
     """Write every output of the contract into the staging folder (nothing published yet)."""
-    from reports.build import write_report
+    from pipelines.reports.build import write_report
 
     started = time.perf_counter()
     stage = run.staging_dir
-    shutil.rmtree(stage, ignore_errors=True)
-    (stage / "restricted").mkdir(parents=True)
+    remove(stage)
+    stage.mkdir()
+    (stage / "restricted").mkdir(mode=0o700)
+    os.chmod(stage / "restricted", 0o700)
+    write_marker(stage / OUTPUT_MARKER, layout="run", run_id=run.run_id)
     finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if run.incremental:
         run.results["history_flags"] = flag_history(run)
     man = manifest(run, finished_at)
+    man["run_id"] = run.run_id
     _write_json(stage / "results.json", run.results)
     _write_json(stage / "validation.json", run.validation)
+    _write_json(stage / "restricted" / "accounting.json", run.exact_accounting)  # exact, unsuppressed
+    os.chmod(stage / "restricted" / "accounting.json", 0o600)
     for table, name in RESTRICTED_OUTPUTS:
-        run.con.execute(f"COPY (SELECT * FROM {table}) TO '{stage / 'restricted' / name}.parquet' (FORMAT parquet)")
+        path = stage / "restricted" / f"{name}.parquet"
+        with run.con.cursor() as cursor:  # the path is an argument, never SQL text
+            cursor.table(table).write_parquet(str(path))
+        os.chmod(path, 0o600)
     write_report(stage / "report.html", run.results, man, run.validation)
     timed(run, "report", started)  # man["step_seconds"] is run.timings: the manifest gets it too
     _write_json(stage / "manifest.json", man)
+    if run.incremental:
+        write_history(run)
     return run
+
+
+def write_history(run: Run) -> None:
+    """The dated history as of this run: the committed run's date links plus this run's date, and
+    the index page over them (both published with the run, by the same commit)."""
+    dated = run.run_dir / "dated"
+    remove(dated)
+    dated.mkdir()
+    committed = run.store.pointer("current")
+    earlier = run.store.run_dir(committed) / "dated" if committed else None
+    if earlier is not None and earlier.is_dir():
+        for link in earlier.iterdir():
+            if link.is_symlink():
+                os.symlink(os.readlink(link), dated / link.name)
+    (dated / run.run_name).unlink(missing_ok=True)
+    os.symlink(f"../../{run.run_id}/out", dated / run.run_name)
+    write_index(dated, dest=run.run_dir / "index.html")
 
 
 def flag_history(run: Run) -> list[dict[str, Any]]:
     """Headline rates outside the previous published run's 95% interval (logged as warnings)."""
-    earlier = [res for name, res in published_runs(run.out_dir) if name < run.run_name] if run.out_dir.is_dir() else []
+    earlier = [res for name, res in published_runs(run.store.root / "current" / "dated") if name < run.run_name]
     flags = history_flags(earlier[-1] if earlier else None, run.results)
     for f in flags:
         LOG.warning("headline rate moved: %s = %.1f%%, outside the previous run's 95%% interval %.1f-%.1f%%",
@@ -239,27 +311,36 @@ def flag_history(run: Run) -> list[dict[str, Any]]:
 
 
 def publish(run: Run) -> Path:
-    """Swap in the new database and outputs by rename; the previous ones stay until then."""
+    """Publish the run's database and outputs together by the store's one commit (a rename).
+
+    Before it, the links `--db`/`--out` (and OUT/latest, OUT/index.html, OUT/<date>) into the
+    store's `current` are made if missing; they never change afterwards.
+    """
     run.con.execute("CHECKPOINT")
     run.con.close()
     run.con = None
-    os.replace(run.building_db, run.db_path)
-    target = run.publish_dir
-    target.parent.mkdir(parents=True, exist_ok=True)
-    swap_in(run.staging_dir, target)
+    os.chmod(run.building_db, 0o600)
+    store = run.store
     if run.incremental:
-        point_latest(run.out_dir, target.name)
-        write_index(run.out_dir)
+        dates = sorted(p.name for p in (run.run_dir / "dated").iterdir())
+        run.created_links = link_dated(run.db_path, run.out_dir, store.root, dates)
+    else:
+        run.created_links = link_single(run.db_path, run.out_dir, store.root)
+    store.commit(run.run_id)  # the commit: from here on the new pair is published
+    pause_point("published")
+    replace_legacy_db(run.db_path, store.root)
+    store.prune()
     if run.lock:
         run.lock.release()
-    return target
+        run.lock = None
+    return run.publish_dir
 
 
 def abandon(run: Run) -> None:
-    """After a failure: drop what this run built; the published database and outputs stay.
+    """After a failure or a stop: drop what this run made; the published pair stays as it was.
 
-    A run that never got the lock built nothing, and must not touch the `.building` file of the
-    run that holds it.
+    A run that never got the lock made nothing, and must not touch the run that holds it. A run
+    whose commit happened is published: nothing of it is removed.
     """
     if run.lock is None:
         return
@@ -269,11 +350,28 @@ def abandon(run: Run) -> None:
         except duckdb.Error:
             pass
         run.con = None
-    run.building_db.unlink(missing_ok=True)
-    Path(str(run.building_db) + ".wal").unlink(missing_ok=True)
-    shutil.rmtree(run.staging_dir, ignore_errors=True)
-    if run.lock:
-        run.lock.release()
+    store = run.store
+    if store.pointer("current") != run.run_id:
+        remove(run.run_dir)
+        if store.pointer("current") is None:
+            unmake_first_publication(run, store)
+    run.lock.release()
+    run.lock = None
+
+
+def unmake_first_publication(run: Run, store: Store) -> None:
+    """A first run that never committed: its links would dangle, its store would stay empty."""
+    for link in reversed(run.created_links):
+        if link.is_symlink():
+            link.unlink()
+        elif link.is_dir():  # a dated root it made: only its marker is in it
+            (link / OUTPUT_MARKER).unlink(missing_ok=True)
+            try:
+                link.rmdir()
+            except OSError:
+                pass
+    if store.runs.is_dir() and not any(store.runs.iterdir()):
+        remove(store.root)
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -464,3 +464,34 @@ def leaks(document: dict[str, Any], raw: dict[str, Any], min_cell_size: int) -> 
     """The groups of a suppressed document in which a hidden cell could still be derived (for tests)."""
     state = State(cells(document, raw), min_cell_size)
     return [repr(g) for g in groups(document, state.cells) if check(g, state) is not None]
+
+
+ACCOUNTING_PARTS = ("rows_loaded", "rows_out_of_scope", "rows_quarantined", "rows_superseded")
+
+
+def suppress_accounting(inputs: list[dict[str, Any]], min_cell: int) -> list[dict[str, Any]]:
+    """manifest.json's per-file row accounting with the same rule as the results document.
+
+    Each file is a `Sum` group: rows_read = loaded + out of scope + quarantined + superseded. A part
+    in 1..min_cell-1 is hidden (null), then the next-smallest non-zero part too, until at least two
+    parts are hidden and their sum (rows_read minus the shown parts) is not itself small. The exact
+    figures stay in the run's restricted/accounting.json.
+    """
+    out = []
+    for item in inputs:
+        row = dict(item)
+        if min_cell > 0:
+            hidden = {k for k in ACCOUNTING_PARTS if 1 <= (row[k] or 0) < min_cell}
+            while hidden:
+                shown = [k for k in ACCOUNTING_PARTS if k not in hidden and row[k]]
+                rest = sum(row[k] for k in hidden)
+                if len(hidden) >= 2 and not 1 <= rest < min_cell:
+                    break
+                if not shown:
+                    break
+                hidden.add(min(shown, key=lambda k: row[k]))
+            for k in hidden:
+                row[k] = None
+            row["suppressed"] = bool(hidden)
+        out.append(row)
+    return out

@@ -324,8 +324,8 @@ def write_report(path: Path, results: dict[str, Any], manifest: dict[str, Any], 
                      for e in results["exposures"]]
     attrition_rows = [[esc(a["step"]), page.small if a["rows"] is None else num(a["rows"]),
                        page.small if a["patients"] is None else num(a["patients"])] for a in results["attrition"]]
-    accounting_rows = [[esc(i["table"]), esc(Path(i["path"]).name), num(i["rows_read"]), num(i["rows_loaded"]),
-                        num(i["rows_out_of_scope"]), num(i["rows_quarantined"])] for i in manifest["inputs"]]
+    accounting_rows = [[esc(i["table"]), esc(Path(i["path"]).name)] + [page.total(i, k) for k in (
+                        "rows_read", "rows_loaded", "rows_out_of_scope", "rows_quarantined")] for i in manifest["inputs"]]
     quarantine_rows = [[esc(q["input_table"]), esc(q["reason"]), page.count(q, "rows")]
                        for q in results["quarantine_reasons"]]
     param_rows = [[esc(f"{section}.{key}"), esc(value)] for section, values in params.items()

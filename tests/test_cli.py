@@ -37,11 +37,16 @@ def test_demo_writes_every_output_and_says_where(demo_run):
 def test_demo_accounting_identity_holds_per_file(demo_run):
     out, _ = demo_run
     manifest = json.loads((out / "demo" / "manifest.json").read_text())
+    exact = json.loads((out / "demo" / "restricted" / "accounting.json").read_text())
     assert {i["table"] for i in manifest["inputs"]} == {"labs", "medications"}
-    for item in manifest["inputs"]:
+    for item in exact["inputs"]:
         assert item["rows_read"] == item["rows_loaded"] + item["rows_out_of_scope"] + item["rows_quarantined"]
         assert item["rows_read"] > 0 and len(item["sha256"]) == 64
-    labs = next(i for i in manifest["inputs"] if i["table"] == "labs")
+    # the shared manifest withholds the medications' 7 quarantined rows and their complement
+    meds = next(i for i in manifest["inputs"] if i["table"] == "medications")
+    assert (meds["rows_quarantined"], meds["rows_loaded"], meds["suppressed"]) == (None, None, True)
+    assert meds["rows_read"] == next(i for i in exact["inputs"] if i["table"] == "medications")["rows_read"]
+    labs = next(i for i in exact["inputs"] if i["table"] == "labs")
     n_lines = len((PROJECT_ROOT / "data_samples" / "labs.csv").read_text().splitlines()) - 1
     assert labs["rows_read"] == n_lines
     assert labs["rows_quarantined"] > 0 and labs["rows_out_of_scope"] > 0
@@ -58,8 +63,8 @@ def test_quarantine_parquet_has_reason_and_source_row(demo_run):
     out, _ = demo_run
     with duckdb.connect() as con:
         rows = con.execute(f"SELECT reason, source_row FROM '{out / 'demo' / 'restricted' / 'quarantine.parquet'}'").fetchall()
-    manifest = json.loads((out / "demo" / "manifest.json").read_text())
-    assert len(rows) == sum(i["rows_quarantined"] for i in manifest["inputs"])
+    exact = json.loads((out / "demo" / "restricted" / "accounting.json").read_text())
+    assert len(rows) == sum(i["rows_quarantined"] for i in exact["inputs"])
     assert all(r[0] and r[1] >= 1 for r in rows)
 
 

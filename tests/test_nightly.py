@@ -83,12 +83,13 @@ def test_new_extract_adds_rows_and_a_corrected_result_replaces_the_old(tmp_path,
     after = json.loads((root / "latest" / "results.json").read_text())["counts"]
     assert after["lab_rows_read"] == before["lab_rows_read"] + 31
     assert after["mg_results"] == before["mg_results"] + 15            # the corrected one replaces, not adds
-    assert after["hypomg_results"] == before["hypomg_results"] + 5 + 1  # 5 new low, 1 corrected to low
-    assert after["lab_rows_superseded"] == 1
-    manifest = json.loads((root / "latest" / "manifest.json").read_text())
-    first_file = next(i for i in manifest["inputs"] if i["path"].endswith("labs-2024-03-01.csv"))
+    with duckdb.connect(str(db), read_only=True) as con:               # small counts are withheld from results
+        hypomg = con.execute("SELECT count(*) FROM int_lab_flags WHERE is_hypomagnesemia").fetchone()[0]
+    assert hypomg == 5 + 5 + 1                                          # 5 + 5 new low, 1 corrected to low
+    accounting = json.loads((root / "latest" / "restricted" / "accounting.json").read_text())
+    first_file = next(i for i in accounting["inputs"] if i["path"].endswith("labs-2024-03-01.csv"))
     assert (first_file["rows_read"], first_file["rows_loaded"], first_file["rows_superseded"]) == (30, 29, 1)
-    assert manifest["corrections"] == 1
+    assert accounting["corrections"] == 1
     with duckdb.connect() as con:
         rows = con.execute("SELECT result_id, old_value, new_value, new_status FROM "
                            f"'{root / 'latest' / 'restricted' / 'corrections.parquet'}'").fetchall()
@@ -124,11 +125,11 @@ def test_a_killed_run_loses_nothing_and_the_next_run_succeeds(tmp_path):
     victim = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--source", "generic", "--input", str(big),
                                "--out", str(out), "--db", str(db)], cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    building = Path(str(db) + ".building")
+    runs = tmp_path / "hm.duckdb.hypomag" / "runs"  # each run builds in its own folder of the store
     deadline = time.time() + 180
-    while not building.exists() and time.time() < deadline and victim.poll() is None:
+    while len(list(runs.iterdir())) < 2 and time.time() < deadline and victim.poll() is None:
         time.sleep(0.1)
-    assert building.exists(), "the run never started building"
+    assert len(list(runs.iterdir())) == 2, "the run never started building"
     time.sleep(1.0)
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait(timeout=30)
@@ -138,7 +139,7 @@ def test_a_killed_run_loses_nothing_and_the_next_run_succeeds(tmp_path):
         assert con.execute("SELECT count(*) FROM int_lab_results").fetchone()[0] > 0
     again = hypomag("run", "--source", "generic", "--input", str(small), "--out", str(out), "--db", str(db), cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert not building.exists()
+    assert len(list(runs.iterdir())) == 2  # the published run and the one before it; the killed one is gone
 
 
 def fake_results(prevalence: float, low: float, high: float) -> dict:

@@ -113,7 +113,7 @@ def test_print_keeps_every_section_and_screenshot_for_ci(opened):
 
 def test_report_stays_small_with_100_months_of_history(demo_run, tmp_path):
     """Aggregates only: 100 months of audit history add rows, not megabytes."""
-    from reports.build import write_report
+    from pipelines.reports.build import write_report
 
     out, _ = demo_run
     results = json.loads((out / "demo" / "results.json").read_text())

@@ -19,7 +19,7 @@ import duckdb
 
 from pipelines.config import Config
 from pipelines.errors import InputError
-from pipelines.ingest.csv_reader import header_columns, read_csv_as_text
+from pipelines.ingest.csv_reader import check_column_names, header_columns, read_csv_as_text
 
 LAB_REQUIRED = ("patient_id", "collected_at", "analyte", "value", "unit")
 LAB_OPTIONAL = ("result_id", "specimen_id", "encounter_id", "fluid", "care_unit")
@@ -170,10 +170,13 @@ def load_table(
 
 
 def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """A Parquet file's column names, checked like a CSV header's (they become SQL identifiers)."""
     try:
-        return [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
+        names = [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
     except duckdb.Error as exc:
         raise unreadable(path, exc) from None
+    check_column_names(path, names)
+    return names
 
 
 def source_columns(con: duckdb.DuckDBPyConnection, path: Path, table: str, required: tuple[str, ...],

@@ -102,7 +102,7 @@ def header_columns(path: Path, dialect: Csv) -> list[str]:
     if not dialect.header:
         return [f"column{i}" for i in range(len(fields))]
     names = [name if name.strip() else f"column{i}" for i, name in enumerate(fields)]
-    _check_names(path, names)
+    check_column_names(path, names)
     return names
 
 
@@ -120,7 +120,7 @@ def _parse_line(path: Path, text: str, dialect: Csv) -> list[str]:
         raise InputError(f"{path}: line 1 (the header) cannot be parsed with the [csv] dialect ({exc})") from None
 
 
-def _check_names(path: Path, names: list[str]) -> None:
+def check_column_names(path: Path, names: list[str]) -> None:
     """Column names are used as SQL identifiers: no quotes or control characters, no duplicates."""
     seen: dict[str, str] = {}
     for name in names:
@@ -145,7 +145,12 @@ def read_csv_as_text(con: duckdb.DuckDBPyConnection, path: Path, into: str, dial
     cols_sql = ", ".join(f'"{c}" VARCHAR' for c in columns)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {into} ({cols_sql}, source_row BIGINT, parse_error VARCHAR)")
     segment, has_header, base = path, dialect.header, 0
-    with tempfile.TemporaryDirectory(prefix="hypomag-csv-") as scratch:
+    # the rest of a file after a stray quote is row-level data: it goes where DuckDB spills (the
+    # run's owner-only folder, removed with the run even when the process is killed)
+    spill = con.execute("SELECT current_setting('temp_directory')").fetchone()[0] or None
+    if spill:
+        Path(spill).mkdir(mode=0o700, parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="hypomag-csv-", dir=spill) as scratch:
         for resume in range(MAX_RESUMES + 1):
             cut = _read_segment(con, path, segment, columns, dialect, has_header, base, into)
             if cut is None:
