@@ -71,9 +71,10 @@ create_parameter_tables(con, cfg)
 ingest(con, 'generic', {folder!r}, cfg)
 build_models(con, NORMALISE_MODELS + ('intermediate/int_lab_flags', 'intermediate/int_calcium_corrected',
                                       'intermediate/int_abnormality_results', 'intermediate/int_partner_windows'))
-num, den = con.execute("SELECT count(*) FILTER (WHERE abnormal_24h), count(*) FILTER (WHERE measured_24h) "
-                       "FROM int_partner_windows WHERE pair_direction = 'from_mg' AND abnormality = 'hypokalemia' "
-                       "AND is_hypomagnesemia").fetchone()
+num, den = con.execute("SELECT count(*) FILTER (WHERE nearest_abnormal_partner_s <= cooccurrence_seconds), "
+                       "count(*) FILTER (WHERE nearest_partner_s <= cooccurrence_seconds) "
+                       "FROM int_partner_windows CROSS JOIN params WHERE pair_direction = 'from_mg' "
+                       "AND abnormality = 'hypokalemia' AND is_hypomagnesemia").fetchone()
 print(num, den, time.perf_counter() - t)
 """
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/validate_memory.py [5M]
 
 A first process loads the data and builds the normalised tables into a DuckDB file; a second,
-fresh process runs only the 'normalised' suites (GX's SQL engine through the DuckDB adapter) and
+fresh process runs only the 'normalise' suites (GX's SQL engine through the DuckDB adapter) and
 reports its wall time and peak resident memory, so the figure is the validation's alone. GX's
 DuckDB connections get the run's memory_limit (1 GB here), so a larger table spills instead of
 growing.
@@ -38,7 +38,7 @@ from pipelines.config import Config, Engine
 from pipelines.validate import run_suites, _gx
 _gx()
 t = time.perf_counter()
-summaries = run_suites(Path({db!r}), 'normalised', Config(engine=Engine(memory_limit='1GB')))
+summaries = run_suites(Path({db!r}), 'normalise', Config(engine=Engine(memory_limit='1GB')))
 n = sum(len(s['expectations']) for s in summaries)
 print('validated', n, 'expectations in', round(time.perf_counter() - t, 2), 's')
 """

@@ -1,6 +1,6 @@
-"""Analyse: turn the marts into results.json (contract.md schema_version 1).
+"""Analyse: turn the marts into results.json (docs/contract.md schema_version 1).
 
-Counts come from SQL (sql/marts/); this module adds the statistics of plan section 8, the
+Counts come from SQL (sql/marts/); this module adds the statistics of docs/definitions.md section 8, the
 reference comparisons of section 4 and the primary small-cell suppression of section 7 (the
 complementary pass over the whole document is pipelines/suppression.py). It reads only
 aggregate marts, never row-level tables, so nothing it returns identifies a patient.
@@ -12,21 +12,14 @@ from typing import Any
 import duckdb
 
 from pipelines.config import Config
+from pipelines.db import rows
 from pipelines.seeds import read_seed
 from pipelines.stats import binomial_p_value, is_small_cell, katz_ratio, wilson_interval
 from pipelines.suppression import suppress
 
 SCHEMA_VERSION = 1
-ABNORMALITIES = ("hypokalemia", "hyponatremia", "hypophosphatemia", "hypocalcemia")
 DIRECTIONS = ("abnormality_given_hypomg", "hypomg_given_abnormality", "abnormality_given_normomg")
-WINDOWS = ("same_draw", "24h")
 LEVELS = ("result", "patient")
-
-
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict[str, Any]]:
-    cur = con.execute(sql, params or [])
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
 def references_for(direction: str, abnormality: str) -> list[dict[str, Any]]:
@@ -54,6 +47,17 @@ def proportion(numerator: int, denominator: int, min_cell_size: int) -> dict[str
     }
 
 
+def abnormality_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The abnormalities of the seed abnormality_definitions, in seed order (results.json's order)."""
+    return [r[0] for r in con.execute("SELECT abnormality FROM param_abnormality_definitions "
+                                      "GROUP BY abnormality ORDER BY min(definition_id)").fetchall()]
+
+
+def window_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The co-occurrence windows of the seed cooccurrence_windows, in seed order (narrowest first)."""
+    return [r[0] for r in con.execute("SELECT window_name FROM param_windows ORDER BY window_id").fetchall()]
+
+
 def cooccurrence_counts(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     """mart_cooccurrence keyed by (abnormality, direction, window, level)."""
     return {
@@ -62,11 +66,13 @@ def cooccurrence_counts(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, 
     }
 
 
-def cooccurrence_rows(marts: dict, min_cell: int) -> list[dict[str, Any]]:
+def cooccurrence_rows(marts: dict, min_cell: int, abnormalities: list[str],
+                      windows: list[str]) -> list[dict[str, Any]]:
+    """One results.json `cooccurrence` row per abnormality x direction x window x level, in that order."""
     out = []
-    for abnormality in ABNORMALITIES:
+    for abnormality in abnormalities:
         for direction in DIRECTIONS:
-            for window in WINDOWS:
+            for window in windows:
                 for level in LEVELS:
                     m = marts[(abnormality, direction, window, level)]
                     num, den, idx = m["numerator"], m["denominator"], m["index_count"]
@@ -93,11 +99,12 @@ def _order(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in keys}
 
 
-def prevalence_ratio_rows(counts: dict, min_cell: int) -> list[dict[str, Any]]:
+def prevalence_ratio_rows(counts: dict, min_cell: int, abnormalities: list[str],
+                          windows: list[str]) -> list[dict[str, Any]]:
     """Hypo- vs normomagnesemia prevalence of each abnormality, Katz log 95% interval."""
     out = []
-    for abnormality in ABNORMALITIES:
-        for window in WINDOWS:
+    for abnormality in abnormalities:
+        for window in windows:
             for level in LEVELS:
                 hypo = counts[(abnormality, "abnormality_given_hypomg", window, level)]
                 normo = counts[(abnormality, "abnormality_given_normomg", window, level)]
@@ -116,8 +123,8 @@ def sensitivity_rows(con: duckdb.DuckDBPyConnection, min_cell: int) -> list[dict
     out = []
     for m in rows(
         con,
-        "SELECT * FROM mart_sensitivity ORDER BY abnormality, hypocalcemia_definition NULLS FIRST, "
-        "threshold_mg_dl, window_name DESC",
+        "SELECT s.* FROM mart_sensitivity AS s JOIN param_windows AS w ON w.window_name = s.window_name "
+        "ORDER BY s.abnormality, s.hypocalcemia_definition NULLS FIRST, s.threshold_mg_dl, w.window_id",
     ):
         out.append({
             "abnormality": m["abnormality"],
@@ -176,7 +183,7 @@ def store_proportions(con: duckdb.DuckDBPyConnection, results: dict[str, Any]) -
 
 
 def build_results(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, Any]:
-    """The whole results.json document, with primary and complementary suppression (plan section 7).
+    """The whole results.json document, with primary and complementary suppression (docs/definitions.md section 7).
 
     The document is built twice: once with primary suppression, once without (`min_cell_size` 0),
     which gives the suppression pass the counts it needs to find derivable cells. Only the
@@ -191,12 +198,13 @@ def build_results(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, A
 
 def _document(con: duckdb.DuckDBPyConnection, config: Config, min_cell: int) -> dict[str, Any]:
     marts = cooccurrence_counts(con)
+    abnormalities, windows = abnormality_names(con), window_names(con)
     return {
         "schema_version": SCHEMA_VERSION,
         "parameters": config.to_dict(),
         "counts": counts(con),
-        "cooccurrence": cooccurrence_rows(marts, min_cell),
-        "prevalence_ratios": prevalence_ratio_rows(marts, min_cell),
+        "cooccurrence": cooccurrence_rows(marts, min_cell, abnormalities, windows),
+        "prevalence_ratios": prevalence_ratio_rows(marts, min_cell, abnormalities, windows),
         "sensitivity": sensitivity_rows(con, min_cell),
         "audit": audit(con, min_cell),
         "exposures": exposures(con, min_cell),
@@ -225,7 +233,7 @@ def _audit_row(m: dict[str, Any], min_cell: int) -> dict[str, Any]:
 
 
 def audit(con: duckdb.DuckDBPyConnection, min_cell: int) -> dict[str, Any]:
-    """Magnesium-check audit measures (plan section 5) with Wilson intervals and suppression."""
+    """Magnesium-check audit measures (docs/definitions.md section 5) with Wilson intervals and suppression."""
     marts = rows(con, "SELECT * FROM mart_audit ORDER BY grouping, group_value")
     overall_mart = next((m for m in marts if m["grouping"] == "overall"), None) or {
         "episodes": 0, "mg_checked": 0, "low_mg_episodes": 0, "mg_repleted": 0, "refractory_episodes": 0,
@@ -257,7 +265,7 @@ def audit(con: duckdb.DuckDBPyConnection, min_cell: int) -> dict[str, Any]:
 
 
 def exposures(con: duckdb.DuckDBPyConnection, min_cell: int) -> list[dict[str, Any]]:
-    """Hypomagnesemia among Mg results, exposed vs unexposed, per drug class (plan section 6)."""
+    """Hypomagnesemia among Mg results, exposed vs unexposed, per drug class (docs/definitions.md section 6)."""
     out = []
     for m in rows(con, "SELECT * FROM mart_exposures ORDER BY drug_class"):
         suppressed = is_small_cell(m["exposed_hypomg"], m["exposed_mg_results"], min_cell) or is_small_cell(
@@ -282,7 +290,7 @@ def quarantine_reasons(con: duckdb.DuckDBPyConnection, min_cell: int) -> list[di
 
 
 def testing_rate_references() -> list[dict[str, Any]]:
-    """Published magnesium-testing rates in hypokalemia (plan section 5), shown beside ours."""
+    """Published magnesium-testing rates in hypokalemia (docs/definitions.md section 5), shown beside ours."""
     return [{"reference": r["reference"], "population": r["population"], "rate": float(r["rate"]),
              "citation": r["citation"]} for r in read_seed("testing_rate_references")]
 

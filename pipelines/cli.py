@@ -1,4 +1,4 @@
-"""The `hypomag` command (contract.md): run, demo, validate, serve, generate.
+"""The `hypomag` command (docs/contract.md): run, demo, validate, serve, generate.
 
 Every error ends as one line on standard error and the contract's exit code (no traceback; a
 traceback only with `hypomag --debug ...`): user, path and environment errors (bad config,
@@ -18,8 +18,13 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from pipelines.errors import ConfigError, InputError, Stopped, classify
+from pipelines.config import defaults_toml, load_config
+from pipelines.errors import InputError, Stopped, classify
 from pipelines.paths import DATA_SAMPLES_DIR
+from pipelines.paths_guard import check_paths
+from pipelines.prefect_api import TemporaryApi, prefect_api
+from pipelines.run_spec import RunSpec
+from pipelines.validate import warm_up
 
 app = typer.Typer(
     add_completion=False,
@@ -61,42 +66,24 @@ def _quiet_user_errors() -> None:
                 handler.addFilter(_NoUserErrorTracebacks())
 
 
-def _check_paths(input_dir: Path, db: Path, out_dir: Path, incremental: bool) -> None:
-    """Path safety before anything starts (pipelines/paths_guard.py); prepare checks again."""
-    from pipelines.paths_guard import check_paths
-
-    check_paths(input_dir, db, out_dir, incremental)
-
-
-def _preflight(source: str, input_dir: Path, config: Optional[Path]) -> None:
-    """Fail fast, before any flow starts: the config and the input folder."""
-    from pipelines.config import load_config
-    from pipelines.steps import SOURCES
-
-    load_config(config)
-    if source not in SOURCES:
-        raise ConfigError(f"--source {source!r}: expected one of {', '.join(SOURCES)}")
-    if not input_dir.is_dir():
-        raise InputError(f"{input_dir}: input folder not found")
+def _preflight(spec: RunSpec) -> None:
+    """Fail fast, before any flow starts: the config and the input folder (the spec checked the source)."""
+    load_config(spec.config_path)
+    if not spec.input_dir.is_dir():
+        raise InputError(f"{spec.input_dir}: input folder not found")
 
 
-def _run_flow(source: str, input_dir: Path, config: Optional[Path], db: Path, out_dir: Path,
-              incremental: bool = False) -> Path:
-    _check_paths(input_dir, db, out_dir, incremental)
-    from pipelines.prefect_api import TemporaryApi, prefect_api
-
+def _run_flow(spec: RunSpec) -> Path:
+    """Run the Prefect flow on `spec`; returns the folder its outputs were published to."""
+    check_paths(spec.input_dir, spec.db_path, spec.out_dir, spec.incremental)  # before anything; prepare checks again
     api = TemporaryApi.launch()  # boots on the other core while the imports below run
-    _preflight(source, input_dir, config)
-    from pipelines.flows import hypomag_pipeline
-    from pipelines.validate import warm_up
+    _preflight(spec)
+    from pipelines.flows import hypomag_pipeline  # deferred: Prefect's import (seconds) overlaps the API's boot
 
     warm_up()
     _quiet_user_errors()
     with prefect_api(api):
-        published = hypomag_pipeline(
-            source=source, input_dir=str(input_dir), config_path=str(config) if config else None,
-            db_path=str(db), out_dir=str(out_dir), incremental=incremental,
-        )
+        published = hypomag_pipeline(**spec.to_params())
     return Path(published)
 
 
@@ -128,7 +115,9 @@ def run(
              "OUT/<run date>/ plus OUT/latest and OUT/index.html."),
 ) -> None:
     """One full run as a Prefect flow: ingest, validate, normalise, flag, analyse, report."""
-    _summary(_run_flow(source, input_dir, config, db, out_dir, incremental))
+    spec = RunSpec(source=source, input_dir=input_dir, config_path=config, db_path=db, out_dir=out_dir,
+                   incremental=incremental)
+    _summary(_run_flow(spec))
 
 
 @app.command()
@@ -136,8 +125,9 @@ def demo(
     out_dir: Path = typer.Option(Path("out/demo"), "--out", help="Folder for the demo's outputs."),
 ) -> None:
     """Run the pipeline on the bundled data_samples/ with an embedded DuckDB file."""
-    published = _run_flow("generic", DATA_SAMPLES_DIR, None, out_dir.with_name(out_dir.name + ".duckdb"), out_dir)
-    _summary(published)
+    spec = RunSpec(source="generic", input_dir=DATA_SAMPLES_DIR, db_path=out_dir.with_name(out_dir.name + ".duckdb"),
+                   out_dir=out_dir)
+    _summary(_run_flow(spec))
 
 
 @app.command()
@@ -146,11 +136,12 @@ def validate(
     input_dir: Path = typer.Option(..., "--input", help="Folder holding the input tables."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration."),
 ) -> None:
-    """Run only the Great Expectations suites on the input and print a summary."""
-    from pipelines.validate import validate_only
+    """Run the stages up to the last Great Expectations check on the input, publish nothing, print a summary."""
+    spec = RunSpec(source=source, input_dir=input_dir, config_path=config)
+    _preflight(spec)
+    from pipelines.stages import validate_only  # deferred: DuckDB and SciPy load in about a second
 
-    _preflight(source, input_dir, config)
-    summary = validate_only(source, input_dir, config)
+    summary = validate_only(spec)
     failed_blocking = 0
     for suite in summary["suites"]:
         for e in suite["expectations"]:
@@ -174,11 +165,13 @@ def serve(
     out_dir: Path = typer.Option(Path("out/reports"), "--out", help="Root of the dated reports, latest and index."),
 ) -> None:
     """Serve the nightly Prefect deployment `hypomag-nightly` (cron from the config, default 0 2 * * *)."""
-    from pipelines.deploy import serve_nightly
+    spec = RunSpec(source=source, input_dir=input_dir, config_path=config, db_path=db, out_dir=out_dir,
+                   incremental=True)
+    _preflight(spec)
+    check_paths(spec.input_dir, spec.db_path, spec.out_dir, spec.incremental)
+    from pipelines.deploy import serve_nightly  # deferred: Prefect's import takes seconds
 
-    _preflight(source, input_dir, config)
-    _check_paths(input_dir, db, out_dir, True)
-    serve_nightly(source=source, input_dir=input_dir, config_path=config, db_path=db, out_dir=out_dir)
+    serve_nightly(spec)
 
 
 @app.command()
@@ -190,7 +183,7 @@ def generate(
     skewed: bool = typer.Option(False, "--skewed", help="ICU-like skew: 1% of patients carry about half the results."),
 ) -> None:
     """Write a synthetic de-identified data set in the generic format (streamed in chunks of patients)."""
-    from pipelines.generate import generate as make
+    from pipelines.generate import generate as make  # deferred: NumPy and Polars load in about a second
 
     written = make(patients=patients, seed=seed, out_dir=out_dir, fmt=fmt, skewed=skewed)
     for path, n in written.items():
@@ -203,8 +196,6 @@ def config_command(
     check: Optional[Path] = typer.Option(None, "--check", help="Check a configuration file and print its values."),
 ) -> None:
     """Print the default configuration (TOML), or check a configuration file."""
-    from pipelines.config import defaults_toml, load_config
-
     if check is not None:
         load_config(check)  # a bad key or value is one line and exit 2
         out.print(f"{check}: valid", highlight=False)

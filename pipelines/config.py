@@ -3,7 +3,7 @@
 The file is checked strictly: an unknown section or key, or a value of the wrong type, is a
 `ConfigError` that names the file and the key. Thresholds are given in the unit named by the key
 (as clinicians quote them) and converted to canonical units once, here, by the same
-floating-point multiplication the SQL applies to values (analysis plan section 3).
+floating-point multiplication the SQL applies to values (docs/definitions.md section 3).
 """
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pipelines.errors import ConfigError
 from pipelines.paths import SEEDS_DIR
 from pipelines.seeds import read_seed, unit_factor
+from pipelines.validate import load_suites
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Abnormality thresholds, each in the unit its key names (plan section 3)."""
+    """Abnormality thresholds, each in the unit its key names (docs/definitions.md section 3)."""
 
     hypomagnesemia_mg_dl: float = 1.7
     normomagnesemia_upper_mg_dl: float = 2.6
@@ -39,7 +40,7 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class Windows:
-    """Time windows in hours (plan sections 4 and 5); all inclusive."""
+    """Time windows in hours (docs/definitions.md section 4 and 5); all inclusive."""
 
     same_draw_hours: float = 1.0
     cooccurrence_hours: float = 24.0
@@ -47,7 +48,7 @@ class Windows:
 
 @dataclass(frozen=True)
 class Analysis:
-    """Options of the co-occurrence analysis (plan section 4)."""
+    """Options of the co-occurrence analysis (docs/definitions.md section 4)."""
 
     hypocalcemia_definition: str = "total"
     sensitivity_mg_thresholds_mg_dl: tuple[float, ...] = (1.5, 1.6, 1.7, 1.8)
@@ -57,7 +58,7 @@ class Analysis:
 
 @dataclass(frozen=True)
 class Audit:
-    """Magnesium-check audit in hypokalemia (plan section 5)."""
+    """Magnesium-check audit in hypokalemia (docs/definitions.md section 5)."""
 
     episode_gap_hours: float = 72.0
     mg_check_hours: float = 24.0
@@ -67,7 +68,7 @@ class Audit:
 
 @dataclass(frozen=True)
 class Privacy:
-    """Small-cell suppression (plan section 7); 0 turns it off."""
+    """Small-cell suppression (docs/definitions.md section 7); 0 turns it off."""
 
     min_cell_size: int = 11
     # column names verified as not identifying (exempt from the identifier guard), e.g. ["note_code"]
@@ -90,7 +91,7 @@ class Validation:
 
 @dataclass(frozen=True)
 class Csv:
-    """The CSV dialect of text inputs: fixed, never sniffed per file (plan section 2)."""
+    """The CSV dialect of text inputs: fixed, never sniffed per file (docs/definitions.md section 2)."""
 
     delimiter: str = ","
     quote: str = '"'
@@ -142,7 +143,7 @@ class Config:
         return out
 
     def canonical_thresholds(self) -> dict[str, float]:
-        """Thresholds in canonical units, by the same multiplication as values (plan section 3)."""
+        """Thresholds in canonical units, by the same multiplication as values (docs/definitions.md section 3)."""
         t = self.thresholds
         mg = unit_factor("MG", "mg/dl")
         return {
@@ -203,7 +204,7 @@ def _section(cls: type, raw: Any, where: str) -> Any:
 
 
 def load_config(path: str | Path | None = None) -> Config:
-    """Read and validate a TOML config; no path gives the analysis plan's defaults."""
+    """Read and validate a TOML config; no path gives the defaults of docs/definitions.md."""
     if path is None:
         return Config()
     path = Path(path)
@@ -389,8 +390,6 @@ def _fraction_problems(config: Config) -> Problems:
 
 def expectation_ids() -> set[str]:
     """The meta.id of every expectation in expectations/*.json."""
-    from pipelines.validate import load_suites
-
     return {e["meta"]["id"] for suite in load_suites() for e in suite["expectations"]}
 
 

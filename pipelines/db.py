@@ -1,16 +1,19 @@
 """The DuckDB database of a run: connection settings and the run's parameter tables."""
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from pipelines.config import Config, memory_limit_problem
 from pipelines.errors import ConfigError
-from pipelines.seeds import load_seeds, unit_factor
+from pipelines.seeds import load_seeds, read_seed, unit_factor
 
 
 def connect(path: str | Path, config: Config) -> duckdb.DuckDBPyConnection:
@@ -35,6 +38,13 @@ def connect(path: str | Path, config: Config) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict[str, Any]]:
+    """A query's rows as dicts keyed by column name (parameters bound, never formatted in)."""
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
 def spill_directory(path: str | Path) -> Path:
     """Where DuckDB spills (row-level data): beside a database file, inside the run's owner-only
     folder (`<db>.tmp`, removed with the run); for an in-memory database a per-user temporary
@@ -47,7 +57,7 @@ def spill_directory(path: str | Path) -> Path:
     return spill
 
 
-# Whitespace trimmed from both ends of every text field (plan section 2): what Python's str.isspace
+# Whitespace trimmed from both ends of every text field (docs/definitions.md section 2): what Python's str.isspace
 # accepts (ASCII spaces and controls, no-break and other Unicode spaces, line and paragraph
 # separators) plus the invisible zero-width space, Mongolian vowel separator and byte-order mark.
 WHITESPACE_CHARS = (
@@ -60,10 +70,13 @@ WHITESPACE_CHARS = (
 def create_parameter_tables(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     """Load the seeds and write the run's parameters as tables the SQL models join.
 
-    `params` is one row; `param_mg_thresholds` is the sensitivity grid's thresholds. Values are
-    bound parameters, never formatted into SQL text.
+    `params` is one row; `param_mg_thresholds` is the sensitivity grid's thresholds;
+    `param_windows` and `param_abnormality_definitions` are the seeds' windows and definitions with
+    their widths and thresholds (checked first). Values are bound parameters, never formatted into SQL text.
     """
+    windows, definitions = window_rows(config), definition_rows(config)
     load_seeds(con)
+    create_definition_tables(con, windows, definitions)
     canonical = config.canonical_thresholds()
     hours = 3600.0
     values = {
@@ -104,3 +117,133 @@ def create_parameter_tables(con: duckdb.DuckDBPyConnection, config: Config) -> N
     con.execute("CREATE OR REPLACE TABLE param_allow_columns (column_name VARCHAR)")
     for column in config.privacy.allow_columns:
         con.execute("INSERT INTO param_allow_columns VALUES (?)", [column])
+
+
+# Where an abnormality definition's value comes from, and the analyte it needs (None: any but MG):
+# int_abnormality_results has one branch per source.
+VALUE_SOURCES: dict[str, str | None] = {"result": None, "corrected_calcium": "CA"}
+SECONDS_PER_HOUR = 3600.0
+LAST_WINDOW_SETTING = "windows.cooccurrence_hours"
+
+WindowRow = tuple[int, str, float, bool]
+DefinitionRow = tuple[int, str, str | None, str, str, float]
+
+
+def create_definition_tables(con: duckdb.DuckDBPyConnection, windows: list[WindowRow],
+                             definitions: list[DefinitionRow]) -> None:
+    """param_windows and param_abnormality_definitions, the rows the co-occurrence models group by."""
+    con.execute("CREATE OR REPLACE TABLE param_windows (window_id INTEGER, window_name VARCHAR, "
+                "window_seconds DOUBLE, uses_specimen BOOLEAN)")
+    con.executemany("INSERT INTO param_windows VALUES (?, ?, ?, ?)", windows)
+    con.execute("CREATE OR REPLACE TABLE param_abnormality_definitions (definition_id INTEGER, abnormality VARCHAR, "
+                "hypocalcemia_definition VARCHAR, partner_analyte VARCHAR, value_source VARCHAR, "
+                "threshold_canonical DOUBLE)")
+    con.executemany("INSERT INTO param_abnormality_definitions VALUES (?, ?, ?, ?, ?, ?)", definitions)
+
+
+def window_rows(config: Config) -> list[WindowRow]:
+    """(window_id, window_name, window_seconds, uses_specimen) per row of seed cooccurrence_windows.
+
+    A window's width is a [windows] setting (width_setting) or a fixed width_hours, never both;
+    uses_specimen adds the same-specimen rule. Rows are listed narrowest first, ending with the
+    co-occurrence window (windows.cooccurrence_hours, which the attrition table also uses):
+    results.json keeps that order and its suppression treats each window as nested in the next.
+    Any row that breaks these rules is a ConfigError naming it, so no window is counted with
+    another's width.
+    """
+    settings = {f"windows.{f.name}": getattr(config.windows, f.name) for f in dataclasses.fields(config.windows)}
+    out: list[WindowRow] = []
+    last_setting = ""
+    for number, row in enumerate(read_seed("cooccurrence_windows"), start=1):
+        name = _field(row, "window_name")
+        where = f"seed cooccurrence_windows.csv row {number} (window {name!r})"
+        if not name:
+            raise ConfigError(f"{where}: window_name is empty")
+        if any(name == w[1] for w in out):
+            raise ConfigError(f"{where}: window_name {name!r} is listed twice")
+        seconds = _window_hours(row, settings, where) * SECONDS_PER_HOUR
+        if out and seconds < out[-1][2]:
+            raise ConfigError(f"{where}: narrower than the window before it ({out[-1][1]!r}); list windows "
+                              "narrowest first")
+        out.append((number, name, seconds, _boolean(row, "uses_specimen", where)))
+        last_setting = _field(row, "width_setting")
+    if not out or last_setting != LAST_WINDOW_SETTING:
+        raise ConfigError(f"seed cooccurrence_windows.csv: the last window must be the co-occurrence window "
+                          f"(width_setting {LAST_WINDOW_SETTING})")
+    return out
+
+
+def _window_hours(row: dict[str, str], settings: dict[str, float], where: str) -> float:
+    """A window row's width in hours: its [windows] setting's value, or its own width_hours."""
+    setting, fixed = _field(row, "width_setting"), _field(row, "width_hours")
+    if bool(setting) == bool(fixed):
+        raise ConfigError(f"{where}: give exactly one of width_setting and width_hours")
+    if setting:
+        if setting not in settings:
+            raise ConfigError(f"{where}: width_setting {setting!r} is not one of {', '.join(settings)}")
+        return settings[setting]
+    try:
+        hours = float(fixed)
+    except ValueError:
+        raise ConfigError(f"{where}: width_hours {fixed!r} is not a number") from None
+    if not (math.isfinite(hours) and hours >= 0):
+        raise ConfigError(f"{where}: width_hours must be a finite number >= 0, got {fixed!r}")
+    return hours
+
+
+def definition_rows(config: Config) -> list[DefinitionRow]:
+    """(definition_id, abnormality, hypocalcemia_definition, partner_analyte, value_source,
+    threshold_canonical) per row of seed abnormality_definitions.
+
+    A result of partner_analyte is abnormal when its value (value_source) is below the config's
+    canonical threshold named by `threshold`. An abnormality has one unnamed definition or several
+    named ones, among them the configured analysis.hypocalcemia_definition. Any row the SQL cannot
+    serve is a ConfigError naming it.
+    """
+    thresholds = config.canonical_thresholds()
+    analytes = {r["analyte"] for r in read_seed("analytes")} - {"MG"}
+    out: list[DefinitionRow] = []
+    for number, row in enumerate(read_seed("abnormality_definitions"), start=1):
+        abnormality, definition = _field(row, "abnormality"), _field(row, "hypocalcemia_definition") or None
+        analyte, source, threshold = (_field(row, k) for k in ("partner_analyte", "value_source", "threshold"))
+        where = f"seed abnormality_definitions.csv row {number} ({abnormality!r}, {definition or ''!r})"
+        if not abnormality:
+            raise ConfigError(f"{where}: abnormality is empty")
+        if any((abnormality, definition) == d[1:3] for d in out):
+            raise ConfigError(f"{where}: this abnormality and definition are listed twice")
+        if analyte not in analytes:
+            raise ConfigError(f"{where}: partner_analyte {analyte!r} is not one of {', '.join(sorted(analytes))}")
+        if source not in VALUE_SOURCES:
+            raise ConfigError(f"{where}: value_source {source!r} is not one of {', '.join(VALUE_SOURCES)}")
+        if VALUE_SOURCES[source] not in (None, analyte):
+            raise ConfigError(f"{where}: value_source {source!r} needs partner_analyte {VALUE_SOURCES[source]!r}")
+        if threshold not in thresholds:
+            raise ConfigError(f"{where}: threshold {threshold!r} is not one of {', '.join(thresholds)}")
+        out.append((number, abnormality, definition, analyte, source, thresholds[threshold]))
+    if not out:
+        raise ConfigError("seed abnormality_definitions.csv: no definition")
+    _check_named_definitions(out, config.analysis.hypocalcemia_definition)
+    return out
+
+
+def _check_named_definitions(definitions: list[DefinitionRow], configured: str) -> None:
+    """Each abnormality: one unnamed definition, or named ones that include the configured choice."""
+    for abnormality in dict.fromkeys(d[1] for d in definitions):
+        names = [d[2] for d in definitions if d[1] == abnormality]
+        where = f"seed abnormality_definitions.csv ({abnormality!r})"
+        if None in names and len(names) > 1:
+            raise ConfigError(f"{where}: an abnormality with several definitions must name each one")
+        if None not in names and configured not in names:
+            raise ConfigError(f"{where}: no definition {configured!r} (analysis.hypocalcemia_definition)")
+
+
+def _field(row: dict[str, str | None], key: str) -> str:
+    """One seed field, trimmed; a missing column or a short row reads as empty."""
+    return (row.get(key) or "").strip()
+
+
+def _boolean(row: dict[str, str | None], key: str, where: str) -> bool:
+    value = _field(row, key).lower()
+    if value not in ("true", "false"):
+        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+    return value == "true"

@@ -1,6 +1,6 @@
 """User-facing errors: each maps to an exit code of the contract and prints as one line.
 
-Exit codes (contract.md): 1 blocking data failure (ValidationFailed only); 2 usage, configuration,
+Exit codes (docs/contract.md): 1 blocking data failure (ValidationFailed only); 2 usage, configuration,
 path or environment error (HypomagError and its other subclasses, and OSErrors such as a full
 disk, mapped by `classify`); 130/143 stopped by SIGINT/SIGTERM (Stopped).
 """

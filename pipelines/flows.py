@@ -1,8 +1,9 @@
 """The pipeline as a Prefect flow: it reads as the table of contents of a run.
 
-prepare -> ingest -> validate -> normalise -> validate -> flag -> analyse -> validate marts -> report
--> publish.
-Each task is a thin wrapper over a step in pipelines/steps.py; the flow only orchestrates.
+prepare -> each stage of pipelines/stages.py (ingest, validate, normalise, validate, flag, analyse,
+validate) -> report -> publish.
+Each task is a thin wrapper over a step in pipelines/steps.py; the flow only orchestrates. Its
+parameters are the fields of the run specification (pipelines/run_spec.py).
 With no Prefect server configured, running the flow starts Prefect's temporary local API in
 process (no server to start by hand).
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # the pipeline's own log lines (each model's rows and seconds, warnings) go where Prefect's go
@@ -22,16 +22,18 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from pipelines import steps, validate  # noqa: E402
-from pipelines.config import Config, load_config  # noqa: E402
+from pipelines import steps  # noqa: E402
 from pipelines.errors import HypomagError  # noqa: E402
 from pipelines.publish import pause_point  # noqa: E402
+from pipelines.run_spec import RunSpec  # noqa: E402
+from pipelines.stages import STAGES  # noqa: E402
 from pipelines.steps import Run  # noqa: E402
 
 logging.getLogger("hypomag").setLevel(logging.INFO)
 
 # The run object carries an open DuckDB connection: tasks are never cached or persisted.
-step = task(cache_policy=NO_CACHE, persist_result=False)
+TASK_DEFAULTS = {"cache_policy": NO_CACHE, "persist_result": False}
+step = task(**TASK_DEFAULTS)
 
 
 @step
@@ -58,46 +60,16 @@ def _transient(task, task_run, state) -> bool:
     return False
 
 
-@step(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient)
-def ingest(run: Run) -> Run:
-    """Read the source files into raw text tables (retried with backoff on transient I/O errors)."""
-    return steps.ingest_step(run)
+# Task options beyond `step` by stage name: ingest reads files, retried with backoff on transient I/O errors.
+TASK_OPTIONS = {"ingest": {"retries": 3, "retry_delay_seconds": [2, 10, 30], "retry_condition_fn": _transient}}
+# One task per stage of the table, named after it (the step's docstring says what it does).
+STAGE_TASKS = {s.name: task(s.step, name=s.name, **TASK_DEFAULTS, **TASK_OPTIONS.get(s.name, {})) for s in STAGES}
 
 
-@step
-def validate_raw(run: Run) -> Run:
-    """Great Expectations on the raw input tables."""
-    return validate.validate_raw(run)
-
-
-@step
-def normalise(run: Run) -> Run:
-    """Every row's fate, canonical units, quarantine."""
-    return steps.normalise_step(run)
-
-
-@step
-def validate_normalised(run: Run) -> Run:
-    """Great Expectations on the normalised results and the row accounting."""
-    return validate.validate_normalised(run)
-
-
-@step
-def flag(run: Run) -> Run:
-    """Abnormality flags and partner windows."""
-    return steps.flag_step(run)
-
-
-@step
-def analyse(run: Run) -> Run:
-    """Marts and statistics."""
-    return steps.analyse_step(run)
-
-
-@step
-def validate_marts(run: Run) -> Run:
-    """Great Expectations on the marts' invariants."""
-    return validate.validate_marts(run)
+@task(**TASK_DEFAULTS, task_run_name="validate_{stage}")
+def validate(run: Run, stage: str) -> Run:
+    """Great Expectations on what the stage built; a blocking failure stops the run."""
+    return steps.validate_step(run, stage)
 
 
 @step
@@ -112,28 +84,33 @@ def publish(run: Run) -> str:
     return str(steps.publish(run))
 
 
+DEFAULTS = RunSpec().to_params()
+
+
 @flow(name="hypomag-pipeline", validate_parameters=False, log_prints=True)
 def hypomag_pipeline(
-    source: str = "generic",
-    input_dir: str = "data_samples",
-    config_path: str | None = None,
-    db_path: str = "out/hypomag.duckdb",
-    out_dir: str = "out/run",
-    incremental: bool = False,
+    source: str = DEFAULTS["source"],
+    input_dir: str = DEFAULTS["input_dir"],
+    config_path: str | None = DEFAULTS["config_path"],
+    db_path: str = DEFAULTS["db_path"],
+    out_dir: str = DEFAULTS["out_dir"],
+    incremental: bool = DEFAULTS["incremental"],
 ) -> str:
-    """One full run; returns the folder the outputs were published to.
-
-    incremental: load only new extracts from the inbox `input_dir` into the existing database and
-    publish to `out_dir`/<run date>/ with `latest` and `index.html` (the nightly job).
-    """
-    config: Config = load_config(config_path)
-    run = Run(source=source, input_dir=Path(input_dir), config=config,
-              db_path=Path(db_path), out_dir=Path(out_dir), incremental=incremental)
+    """One full run of the run specification these parameters make (pipelines/run_spec.py);
+    returns the folder the outputs were published to."""
+    spec = RunSpec(source=source, input_dir=input_dir, config_path=config_path, db_path=db_path, out_dir=out_dir,
+                   incremental=incremental)
+    run = Run.start(spec)
     try:
         run = prepare(run)
-        for step_task in (ingest, validate_raw, normalise, validate_normalised, flag, analyse, validate_marts, report):
-            pause_point(step_task.name)  # a test hook (HYPOMAG_TEST_PAUSE_AT); nothing otherwise
-            run = step_task(run)
+        for stage in STAGES:
+            pause_point(stage.name)  # a test hook (HYPOMAG_TEST_PAUSE_AT); nothing otherwise
+            run = STAGE_TASKS[stage.name](run)
+            if stage.validation:
+                pause_point(f"validate_{stage.validation}")
+                run = validate(run, stage.validation)
+        pause_point("report")
+        run = report(run)
         pause_point("publish")
         return publish(run)
     except BaseException:

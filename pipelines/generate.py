@@ -8,7 +8,7 @@ and makes low K/PHOS/Ca more likely, so hypomagnesemia co-occurs with the other 
 Units are mixed (mg/dL, mmol/L, mEq/L), analytes are named by canonical names or LOINC codes, and
 a small share of rows is made faulty on purpose (censored, non-numeric, implausible, duplicated,
 missing patient, bad timestamp, unknown unit, out-of-scope analyte or fluid) so that every
-quarantine path is exercised. Drug orders cover every class of analysis-plan section 6.
+quarantine path is exercised. Drug orders cover every class of docs/definitions.md section 6.
 """
 from __future__ import annotations
 

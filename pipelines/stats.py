@@ -1,4 +1,4 @@
-"""Statistics of analysis plan section 8: Wilson interval, exact binomial test, Katz log interval."""
+"""Statistics of docs/definitions.md section 8: Wilson interval, exact binomial test, Katz log interval."""
 from __future__ import annotations
 
 import math

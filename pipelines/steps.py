@@ -1,4 +1,5 @@
-"""The pipeline's steps as plain functions; pipelines/flows.py wraps each in a Prefect task.
+"""The pipeline's steps as plain functions, in the order of the stage table (pipelines/stages.py);
+pipelines/flows.py wraps each in a Prefect task.
 
 A run builds everything aside and publishes at the end: the database and every output are
 written into a new run folder of the database's store (`<db>.hypomag/runs/<run id>/`), and one
@@ -15,30 +16,33 @@ import platform
 import secrets
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import duckdb
 
 from pipelines import analyse, ingest, models
-from pipelines.config import Config
-from pipelines.db import connect, create_parameter_tables
+from pipelines.config import Config, load_config
+from pipelines.db import connect, create_parameter_tables, rows
 from pipelines.errors import InputError, ValidationFailed
-from pipelines.stats import is_small_cell
-from pipelines.suppression import suppress_accounting
 from pipelines.paths_guard import OUTPUT_MARKER, check_paths, location, store_for
 from pipelines.publish import (RunLock, Store, history_flags, link_dated, link_single, pause_point, published_runs,
                                remove, remove_leftovers, replace_legacy_db, write_index, write_marker)
+from pipelines.reports.build import write_report
+from pipelines.run_spec import RunSpec
+from pipelines.stats import is_small_cell
+from pipelines.suppression import suppress_accounting
+from pipelines.validate import blocking_failures, run_suites
 
 LOG = logging.getLogger("hypomag")
 
-SOURCES = ("generic", "mimic-iv", "omop")
 TIME_SOURCE = {"generic": "collected_at", "mimic-iv": "labevents.charttime (specimen collection)",
                "omop": "measurement.measurement_datetime"}
-# Row-level outputs: only ever in the run's restricted/ folder (plan section 7).
+# Row-level outputs: only ever in the run's restricted/ folder (docs/definitions.md section 7).
 RESTRICTED_OUTPUTS = (
     ("int_quarantine", "quarantine"),
     ("int_hypokalemia_episodes", "episodes"),
@@ -54,22 +58,17 @@ def new_run_id() -> str:
 
 @dataclass
 class Run:
-    """Everything one run carries from step to step."""
+    """Everything one run carries from step to step: what it was asked (spec), its configuration,
+    and what it has built so far."""
 
-    source: str
-    input_dir: Path
+    spec: RunSpec
     config: Config
-    db_path: Path
-    out_dir: Path
     started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     con: duckdb.DuckDBPyConnection | None = None
     inputs: list[ingest.InputFile] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=lambda: {"suites": []})
     timings: dict[str, float] = field(default_factory=dict)
-    # incremental: load only new inbox files into the existing database, and publish dated
-    # (OUT/<run date>/, OUT/latest, OUT/index.html) instead of replacing OUT.
-    incremental: bool = False
     lock: RunLock | None = None
     run_id: str = field(default_factory=new_run_id)
     # links (--db, --out, OUT/latest, ...) this run made before its commit: removed if it fails
@@ -77,9 +76,14 @@ class Run:
     # manifest.json's row accounting before suppression (restricted/accounting.json)
     exact_accounting: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def start(cls, spec: RunSpec) -> Run:
+        """A new run of `spec`, with its configuration file read and checked (ConfigError: exit 2)."""
+        return cls(spec=spec, config=load_config(spec.config_path))
+
     @property
     def store(self) -> Store:
-        return Store(store_for(self.db_path))
+        return Store(store_for(self.spec.db_path))
 
     @property
     def run_dir(self) -> Path:
@@ -97,7 +101,7 @@ class Run:
     @property
     def publish_dir(self) -> Path:
         """Where the published outputs are read (a link through the store's `current`)."""
-        return self.out_dir / self.run_name if self.incremental else self.out_dir
+        return self.spec.out_dir / self.run_name if self.spec.incremental else self.spec.out_dir
 
     @property
     def staging_dir(self) -> Path:
@@ -111,20 +115,19 @@ def timed(run: Run, name: str, started: float) -> None:
 
 def prepare(run: Run) -> Run:
     """Check the paths, take the lock, clear killed runs' leftovers, open the run's new database."""
-    if run.source not in SOURCES:
-        raise InputError(f"--source {run.source!r}: expected one of {', '.join(SOURCES)}")
-    check_paths(run.input_dir, run.db_path, run.out_dir, run.incremental)  # PathError (exit 2), nothing written
-    location(run.db_path).parent.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(run.db_path)
+    spec = run.spec
+    check_paths(spec.input_dir, spec.db_path, spec.out_dir, spec.incremental)  # PathError (exit 2), nothing written
+    location(spec.db_path).parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(spec.db_path)
     lock.acquire()  # raises RunLocked (exit 2) while another run holds the database
     run.lock = lock
     store = run.store
     store.ensure()
     store.prune()  # killed runs' folders; the lock says none is running
-    remove_leftovers(run.db_path, run.out_dir, store.root, run.incremental)
+    remove_leftovers(spec.db_path, spec.out_dir, store.root, spec.incremental)
     store.new_run(run.run_id)
-    if run.incremental and run.db_path.exists():
-        shutil.copy2(run.db_path, run.building_db)  # build aside from the last published database
+    if spec.incremental and spec.db_path.exists():
+        shutil.copy2(spec.db_path, run.building_db)  # build aside from the last published database
     run.con = connect(run.building_db, run.config)
     os.chmod(run.building_db, 0o600)
     create_parameter_tables(run.con, run.config)
@@ -145,7 +148,8 @@ def write_meta(run: Run) -> None:
 def ingest_step(run: Run) -> Run:
     """Read the source files into raw tables, one text row per input row."""
     started = time.perf_counter()
-    run.inputs = ingest.ingest(run.con, run.source, run.input_dir, run.config, run.incremental)
+    spec = run.spec
+    run.inputs = ingest.ingest(run.con, spec.source, spec.input_dir, run.config, spec.incremental)
     for f in run.inputs:
         LOG.info("read %s: %s rows", f.path, f"{f.rows_read:,}")
     timed(run, "ingest", started)
@@ -197,23 +201,46 @@ def analyse_step(run: Run) -> Run:
     return run
 
 
-def record_validation(run: Run, suite_result: dict[str, Any]) -> None:
-    """Keep a suite's summary for validation.json; a blocking failure stops the run (exit 1)."""
-    from pipelines.validate import blocking_failures
+def validate_step(run: Run, stage: str) -> Run:
+    """The suites of `stage`; a blocking failure stops the run (ValidationFailed, exit 1), naming
+    the first suite that has one."""
+    for summary in check_stage(run, stage):
+        blocking = blocking_failures(summary)
+        if blocking:
+            names = "; ".join(f"{e['id']} ({e['description']}; unexpected: {e['unexpected_count']})"
+                              for e in blocking)
+            raise ValidationFailed(f"blocking expectation failed in suite {summary['suite']}: {names}")
+    return run
 
-    run.validation["suites"].append(suite_result)
-    blocking = blocking_failures(suite_result)
-    if blocking:
-        names = "; ".join(f"{e['id']} ({e['description']}; unexpected: {e['unexpected_count']})" for e in blocking)
-        raise ValidationFailed(f"blocking expectation failed in suite {suite_result['suite']}: {names}")
+
+def check_stage(run: Run, stage: str) -> list[dict[str, Any]]:
+    """Run the Great Expectations suites of `stage` (their meta.stage) on the run's database and
+    keep their summaries for validation.json."""
+    started = time.perf_counter()
+    with released(run) as db:
+        summaries = run_suites(db, stage, run.config)
+    timed(run, f"validate_{stage}", started)
+    run.validation["suites"].extend(summaries)
+    return summaries
+
+
+@contextmanager
+def released(run: Run) -> Iterator[Path]:
+    """GX cannot open a DuckDB file this process holds: close the run's connection meanwhile."""
+    run.con.execute("CHECKPOINT")
+    run.con.close()
+    try:
+        yield run.building_db
+    finally:
+        run.con = connect(run.building_db, run.config)
 
 
 def manifest(run: Run, finished_at: str) -> dict[str, Any]:
-    accounting = analyse.rows(run.con, "SELECT * FROM mart_row_accounting ORDER BY input_table, source_file")
+    accounting = rows(run.con, "SELECT * FROM mart_row_accounting ORDER BY input_table, source_file")
     by_file = {(a["input_table"], a["source_file"]): a for a in accounting}
     new = {f.sha256 for f in run.inputs}
     inputs = []
-    for f in analyse.rows(run.con, "SELECT * FROM loaded_files ORDER BY loaded_at, path"):
+    for f in rows(run.con, "SELECT * FROM loaded_files ORDER BY loaded_at, path"):
         table = "labs" if f["input_table"] == "raw_labs" else "medications"
         acc = by_file.get((table, f["path"]), {})
         inputs.append({
@@ -229,10 +256,10 @@ def manifest(run: Run, finished_at: str) -> dict[str, Any]:
     corrections = run.con.execute("SELECT count(*) FROM int_result_corrections").fetchone()[0]
     run.exact_accounting = {"inputs": inputs, "corrections": corrections}
     return {
-        "source": run.source,
-        "input_dir": str(run.input_dir),
+        "source": run.spec.source,
+        "input_dir": str(run.spec.input_dir),
         "inputs": suppress_accounting(inputs, min_cell),
-        "time_source": {"labs": TIME_SOURCE[run.source]},  # always a collection time, never result time
+        "time_source": {"labs": TIME_SOURCE[run.spec.source]},  # always a collection time, never result time
         "parameters": run.config.to_dict(),
         "versions": {
             "hypomag": version("hypomag"),
@@ -241,8 +268,8 @@ def manifest(run: Run, finished_at: str) -> dict[str, Any]:
             "great_expectations": version("great-expectations"),
             "prefect": version("prefect"),
         },
-        "database": str(run.db_path),
-        "incremental": run.incremental,
+        "database": str(run.spec.db_path),
+        "incremental": run.spec.incremental,
         "corrections": None if is_small_cell(0, corrections, min_cell) else corrections,
         "started_at": run.started_at,
         "finished_at": finished_at,
@@ -252,8 +279,6 @@ def manifest(run: Run, finished_at: str) -> dict[str, Any]:
 
 def write_outputs(run: Run) -> Run:
     """Write every output of the contract into the staging folder (nothing published yet)."""
-    from pipelines.reports.build import write_report
-
     started = time.perf_counter()
     stage = run.staging_dir
     remove(stage)
@@ -262,7 +287,7 @@ def write_outputs(run: Run) -> Run:
     os.chmod(stage / "restricted", 0o700)
     write_marker(stage / OUTPUT_MARKER, layout="run", run_id=run.run_id)
     finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    if run.incremental:
+    if run.spec.incremental:
         run.results["history_flags"] = flag_history(run)
     man = manifest(run, finished_at)
     man["run_id"] = run.run_id
@@ -278,7 +303,7 @@ def write_outputs(run: Run) -> Run:
     write_report(stage / "report.html", run.results, man, run.validation)
     timed(run, "report", started)  # man["step_seconds"] is run.timings: the manifest gets it too
     _write_json(stage / "manifest.json", man)
-    if run.incremental:
+    if run.spec.incremental:
         write_history(run)
     return run
 
@@ -321,14 +346,14 @@ def publish(run: Run) -> Path:
     run.con = None
     os.chmod(run.building_db, 0o600)
     store = run.store
-    if run.incremental:
+    if run.spec.incremental:
         dates = sorted(p.name for p in (run.run_dir / "dated").iterdir())
-        run.created_links = link_dated(run.db_path, run.out_dir, store.root, dates)
+        run.created_links = link_dated(run.spec.db_path, run.spec.out_dir, store.root, dates)
     else:
-        run.created_links = link_single(run.db_path, run.out_dir, store.root)
+        run.created_links = link_single(run.spec.db_path, run.spec.out_dir, store.root)
     store.commit(run.run_id)  # the commit: from here on the new pair is published
     pause_point("published")
-    replace_legacy_db(run.db_path, store.root)
+    replace_legacy_db(run.spec.db_path, store.root)
     store.prune()
     if run.lock:
         run.lock.release()

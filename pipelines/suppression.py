@@ -1,4 +1,4 @@
-"""Small-cell suppression over the whole results document (analysis plan section 7).
+"""Small-cell suppression over the whole results document (docs/definitions.md section 7).
 
 Primary suppression hides a cell whose count lies in 1..min_cell_size-1. That alone is not enough:
 a hidden cell can often be recovered by subtraction (overall minus the shown months; the Mg
@@ -358,7 +358,8 @@ def _cooccurrence_id(doc: dict[str, Any], abnormality: str, direction: str, wind
 
 
 def _cooccurrence_window(doc: dict[str, Any]) -> str | None:
-    return next((r["window"] for r in _rows(doc, "cooccurrence") if r["window"] != "same_draw"), None)
+    """The co-occurrence window of the attrition table: the last, widest window (pipelines/db.py window_rows)."""
+    return next((r["window"] for r in reversed(_rows(doc, "cooccurrence")) if r["window"] != "same_draw"), None)
 
 
 def _attrition_index(doc: dict[str, Any], step: str) -> int | None:

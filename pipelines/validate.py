@@ -1,9 +1,11 @@
 """Validate: the Great Expectations suites of expectations/*.json, executed as SQL inside DuckDB.
 
-Each suite names its table and stage in its `meta` (raw, normalised, marts); each expectation is
-marked blocking or warning in its own `meta` (overridable with validation.make_blocking /
-make_warning). GX runs through its own SQL execution engine on the DuckDB file, so every check
-is a SQL query inside DuckDB and no table is copied into pandas.
+This module is the suite runner and its GX adapter only: which suites run after which step is the
+stage table's (pipelines/stages.py). Each suite names its table and stage in its `meta` (the step
+it checks: ingest, normalise, analyse); each expectation is marked blocking or warning in its own
+`meta` (overridable with validation.make_blocking / make_warning). GX runs through its own SQL
+execution engine on the DuckDB file, so every check is a SQL query inside DuckDB and no table is
+copied into pandas.
 
 The adapter (why this module has an execution engine of its own): GX 1.24's
 `SqlAlchemyExecutionEngine.execute_query` returns a cursor result after its connection context
@@ -18,18 +20,13 @@ from __future__ import annotations
 
 import gc
 import json
-import time
-from contextlib import contextmanager
 from functools import lru_cache
 from importlib.metadata import version
 from itertools import count
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Optional, Type
+from typing import Any, ClassVar, Literal, Optional, Type
 
 from pipelines.paths import EXPECTATIONS_DIR
-
-if TYPE_CHECKING:
-    from pipelines.steps import Run
 
 TESTED_GX = "1.24"
 # Examples in validation.json are row numbers, reasons and counts: only these columns are shown.
@@ -46,9 +43,12 @@ _names = count()
 
 
 def load_suites(stage: str | None = None) -> list[dict[str, Any]]:
-    """The suite documents of expectations/, optionally only one stage's."""
+    """The suite documents of expectations/, optionally only one stage's (a stage with none is a mistake)."""
     suites = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(EXPECTATIONS_DIR.glob("*.json"))]
-    return [s for s in suites if stage is None or s["meta"]["stage"] == stage]
+    chosen = [s for s in suites if stage is None or s["meta"]["stage"] == stage]
+    if stage is not None and not chosen:
+        raise ValueError(f"no expectation suite has meta.stage {stage!r}")
+    return chosen
 
 
 @lru_cache(maxsize=1)
@@ -107,7 +107,7 @@ def _examples(engine, suite: dict, expectation: dict, result: dict) -> list:
     """
     kwargs = expectation["kwargs"]
     if expectation["type"] == "unexpected_rows_expectation":
-        import sqlalchemy as sa
+        import sqlalchemy as sa  # deferred with GX (_gx): a run that validates nothing never loads them
 
         query = kwargs["unexpected_rows_query"].replace("{batch}", suite["meta"]["table"])
         rows = engine.execute_query(sa.text(f"SELECT * FROM ({query}) AS unexpected LIMIT {EXAMPLES}"))
@@ -188,71 +188,7 @@ def run_suites(db_path: Path, stage: str, config) -> list[dict[str, Any]]:
     return summaries
 
 
-@contextmanager
-def _released(run: "Run") -> Iterator[Path]:
-    """GX cannot open a DuckDB file this process holds: close the run's connection meanwhile."""
-    from pipelines.db import connect
-
-    run.con.execute("CHECKPOINT")
-    run.con.close()
-    try:
-        yield run.building_db
-    finally:
-        run.con = connect(run.building_db, run.config)
-
-
-def _validate(run: "Run", stage: str) -> "Run":
-    from pipelines.steps import record_validation, timed
-
-    started = time.perf_counter()
-    with _released(run) as db:
-        summaries = run_suites(db, stage, run.config)
-    timed(run, f"validate_{stage}", started)
-    for summary in summaries:
-        record_validation(run, summary)
-    return run
-
-
-def validate_raw(run: "Run") -> "Run":
-    return _validate(run, "raw")
-
-
-def validate_normalised(run: "Run") -> "Run":
-    return _validate(run, "normalised")
-
-
-def validate_marts(run: "Run") -> "Run":
-    return _validate(run, "marts")
-
-
 def blocking_failures(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """A suite summary's failed expectations that are blocking (after the config's overrides)."""
     return [e for e in summary["expectations"] if not e["success"] and e["blocking"]]
 
-
-def validate_only(source: str, input_dir: Path, config_path: Path | None) -> dict[str, Any]:
-    """`hypomag validate`: build the tables in a temporary database, run every suite, publish nothing.
-
-    Stops after the first stage with a blocking failure (later stages would check broken data).
-    """
-    import tempfile
-
-    from pipelines import steps
-    from pipelines.config import load_config
-
-    stages = (("raw", ()), ("normalised", (steps.normalise_step,)), ("marts", (steps.flag_step, steps.analyse_step)))
-    with tempfile.TemporaryDirectory(prefix="hypomag-validate-") as tmp:
-        run = steps.Run(source=source, input_dir=Path(input_dir), config=load_config(config_path),
-                        db_path=Path(tmp) / "validate.duckdb", out_dir=Path(tmp) / "out")
-        try:
-            steps.ingest_step(steps.prepare(run))
-            for stage, builders in stages:
-                for build in builders:
-                    build(run)
-                with _released(run) as db:
-                    summaries = run_suites(db, stage, run.config)
-                run.validation["suites"].extend(summaries)
-                if any(blocking_failures(s) for s in summaries):
-                    break
-        finally:
-            steps.abandon(run)
-    return run.validation

@@ -1,11 +1,15 @@
 """Hand-made test data: write tiny generic inputs and build a real DuckDB from them.
 
 `make_db(tmp_path, labs=[...], meds=[...])` runs the real ingest and every SQL model on an
-in-memory DuckDB and returns the connection, so tests assert exact counts on tables.
+in-memory DuckDB (or a file, for Great Expectations) and returns the connection, so tests assert
+exact counts on tables. `hypomag(...)` runs the command itself in a child process.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 from pipelines.config import Config
@@ -42,11 +46,12 @@ def write_generic(folder: Path, labs=(), meds=()) -> Path:
     return folder
 
 
-def make_db(tmp_path: Path, labs=(), meds=(), config: Config | None = None, models=BUILD_ORDER):
-    """Ingest hand-made rows and build the models on an in-memory DuckDB."""
+def make_db(tmp_path: Path, labs=(), meds=(), config: Config | None = None, models=BUILD_ORDER,
+            db: str | Path = ":memory:"):
+    """Ingest hand-made rows and build the models on a DuckDB (in memory unless `db` names a file)."""
     config = config or Config()
     folder = write_generic(tmp_path / "input", labs, meds)
-    con = connect(":memory:", config)
+    con = connect(db, config)
     create_parameter_tables(con, config)
     ingest_generic(con, folder, config.columns, config)
     build_models(con, models)
@@ -60,3 +65,14 @@ def scalar(con, sql: str, params=None):
 def fates(con) -> dict[int, tuple[str, str | None]]:
     """source_row -> (status, reason) of every lab row."""
     return {r[0]: (r[1], r[2]) for r in con.execute("SELECT source_row, status, reason FROM stg_lab_rows").fetchall()}
+
+
+def hypomag(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The `hypomag` command in a child process of this Python, its output captured."""
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env=env)
+
+
+def digest(path: Path) -> str:
+    """A file's sha256, to show that a failed run left it byte for byte as it was."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()

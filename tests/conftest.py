@@ -1,17 +1,17 @@
+"""Shared fixtures. Helpers that tests import (hand-made rows, make_db, the `hypomag` subprocess
+wrapper, digest) live in tests/builder.py, which this file puts on the import path."""
 import os
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 sys.path.insert(0, str(Path(__file__).parent))
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
-
-
-import subprocess  # noqa: E402
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")

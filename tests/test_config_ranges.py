@@ -62,8 +62,8 @@ def write(tmp_path: Path, text: str) -> Path:
     ("[validation]\nmake_blocking = ['labs_colum_analyte']\n",
      r"validation.make_blocking\[0\]: unknown expectation id 'labs_colum_analyte'"),
     ("[validation]\nmake_warning = ['nope']\n", r"validation.make_warning\[0\]: unknown expectation id 'nope'"),
-    ("[validation]\nmake_blocking = ['labs_column_analyte']\nmake_warning = ['labs_column_analyte']\n",
-     "validation.make_warning: 'labs_column_analyte' is also in validation.make_blocking"),
+    ("[validation]\nmake_blocking = ['labs_not_empty']\nmake_warning = ['labs_not_empty']\n",
+     "validation.make_warning: 'labs_not_empty' is also in validation.make_blocking"),
     # schedule
     ("[schedule]\ncron = '61 2 * * *'\n", "schedule.cron: minute field '61'"),
     ("[schedule]\ncron = '0 24 * * *'\n", "schedule.cron: hour field '24'"),
@@ -105,7 +105,7 @@ def test_bad_value_is_a_config_error_naming_the_key(tmp_path, text, key):
     "[engine]\nmemory_limit = '512 MiB'\nthreads = 1\n",
     "[engine]\nmemory_limit = '1.5gb'\n",
     "[engine]\nmemory_limit = '80%'\n",
-    "[validation]\nmake_blocking = ['labs_column_analyte']\nmake_warning = ['accounting_identity']\n",
+    "[validation]\nmake_blocking = ['labs_not_empty']\nmake_warning = ['accounting_identity']\n",
     "[thresholds]\nsevere_hypokalemia_mmol_l = 2.5\nmoderate_hypokalemia_mmol_l = 3.5\n",  # moderate == hypokalemia
     "[csv]\ndelimiter = \"\\t\"\nquote = \"'\"\nescape = \"\\\\\"\n",
 ])
@@ -135,6 +135,7 @@ def test_connect_refuses_an_unchecked_memory_limit_and_threads(tmp_path):
         "512.0 MiB", 1)
 
 
+@pytest.mark.slow
 def test_cli_injection_in_memory_limit_exits_2_and_writes_nothing(tmp_path):
     inputs = write_generic(tmp_path / "input", labs=[lab("p1", "2024-03-01 08:00", "MG", "1.5", "mg/dL")])
     target = tmp_path / "pwned.csv"

@@ -183,6 +183,7 @@ def test_allow_columns_exempts_names_and_values(tmp_path):
         "SELECT count(*) FROM raw_labs").fetchone()[0] == 1
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_planted_drug_with_exit_2_one_line_and_writes_nothing(tmp_path):
     folder, _ = planted_input(tmp_path, "drug", "Furosemide for Jane Roe 555 123 4567")
     out, db = tmp_path / "out", tmp_path / "out.duckdb"

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from builder import LAB_COLUMNS, MED_COLUMNS, lab, med, write_csv, write_generic
+from builder import LAB_COLUMNS, MED_COLUMNS, hypomag, lab, med, write_csv, write_generic
 
 pytestmark = pytest.mark.slow
 T = "2024-03-01 08:00"
@@ -84,11 +84,6 @@ def assert_gone(pids: list[int], seconds: float = 30) -> None:
     while any(alive(p) for p in pids) and time.time() < deadline:
         time.sleep(0.2)
     assert not [p for p in pids if alive(p)], "a child process (Prefect's API) outlived its killed parent"
-
-
-def hypomag(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
 
 
 @pytest.fixture(scope="module")

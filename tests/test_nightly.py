@@ -2,7 +2,6 @@
 time; history; and the `hypomag-nightly` deployment served against a real local Prefect server."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -15,19 +14,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from builder import LAB_COLUMNS, MED_COLUMNS, lab, med, write_csv
+from builder import LAB_COLUMNS, MED_COLUMNS, digest, hypomag, lab, med, write_csv
 from pipelines.publish import RunLock, history_flags, write_index
 
 T = "2024-03-01 08:00"
-
-
-def hypomag(*args, cwd, env=None):
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env=env)
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def ward_labs(prefix: str, n: int = 15, first_id: int = 1):
@@ -54,6 +44,7 @@ def inbox(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_rerun_with_the_same_files_changes_nothing(tmp_path, inbox):
     root, db = tmp_path / "reports", tmp_path / "nightly.duckdb"
     first = nightly(inbox, root, db, tmp_path)
@@ -71,6 +62,7 @@ def test_rerun_with_the_same_files_changes_nothing(tmp_path, inbox):
         assert con.execute("SELECT count(*) FROM loaded_files").fetchone()[0] == 2
 
 
+@pytest.mark.slow
 def test_new_extract_adds_rows_and_a_corrected_result_replaces_the_old(tmp_path, inbox):
     root, db = tmp_path / "reports", tmp_path / "nightly.duckdb"
     assert nightly(inbox, root, db, tmp_path).returncode == 0
@@ -96,6 +88,7 @@ def test_new_extract_adds_rows_and_a_corrected_result_replaces_the_old(tmp_path,
     assert rows == [("R3", "2.0", "1.4", "loaded")]
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_database_fails_fast(tmp_path, inbox):
     root, db = tmp_path / "reports", tmp_path / "nightly.duckdb"
     lock = RunLock(db)
@@ -112,6 +105,7 @@ def test_a_second_run_on_the_same_database_fails_fast(tmp_path, inbox):
     assert building.read_bytes() == b"the running run's half-built database"  # the other run's work is untouched
 
 
+@pytest.mark.slow
 def test_a_killed_run_loses_nothing_and_the_next_run_succeeds(tmp_path):
     from pipelines.generate import generate
 
@@ -187,6 +181,7 @@ def wait_healthy(url: str, seconds: float = 120) -> None:
     raise AssertionError("prefect server did not become healthy")
 
 
+@pytest.mark.slow
 def test_nightly_deployment_on_a_real_prefect_server(tmp_path, inbox):
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"

@@ -12,22 +12,16 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from builder import lab, write_generic
+from builder import hypomag, lab, write_generic
 from pipelines.errors import PathError
 from pipelines.paths_guard import check_free_space, check_paths
 
 T = "2024-03-01 08:00"
-
-
-def hypomag(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
 
 
 def tree(path: Path) -> dict[str, str]:
@@ -62,6 +56,7 @@ def assert_refused(proc: subprocess.CompletedProcess, *fragments: str) -> None:
         assert fragment in lines[0], (fragment, lines[0])
 
 
+@pytest.mark.slow
 def test_input_as_out_is_refused_and_the_input_is_untouched(tmp_path):
     inp = inputs(tmp_path / "in")
     before = tree(inp)
@@ -72,6 +67,7 @@ def test_input_as_out_is_refused_and_the_input_is_untouched(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["db_inside_out", "out_inside_input", "input_inside_out", "db_inside_input"])
+@pytest.mark.slow
 def test_paths_that_contain_one_another_are_refused(tmp_path, case):
     inp = inputs(tmp_path / "in")
     out, db = tmp_path / "o", tmp_path / "hm.duckdb"
@@ -93,6 +89,7 @@ def test_paths_that_contain_one_another_are_refused(tmp_path, case):
     assert tree(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_out_holding_unrelated_files_is_refused_and_kept(tmp_path):
     inp = inputs(tmp_path / "in")
     out = tmp_path / "shared"
@@ -105,6 +102,7 @@ def test_out_holding_unrelated_files_is_refused_and_kept(tmp_path):
     assert tree(out) == before
 
 
+@pytest.mark.slow
 def test_db_naming_an_existing_csv_is_refused_without_opening_it_for_writing(tmp_path):
     inp = inputs(tmp_path / "in")
     csv = tmp_path / "patients.csv"
@@ -116,6 +114,7 @@ def test_db_naming_an_existing_csv_is_refused_without_opening_it_for_writing(tmp
     assert not (tmp_path / "o").exists() and not (tmp_path / "patients.csv.hypomag").exists()
 
 
+@pytest.mark.slow
 def test_db_naming_a_duckdb_database_hypomag_did_not_write_is_refused(tmp_path):
     inp = inputs(tmp_path / "in")
     db = tmp_path / "other.duckdb"
@@ -127,6 +126,7 @@ def test_db_naming_a_duckdb_database_hypomag_did_not_write_is_refused(tmp_path):
     assert tree(db) == before
 
 
+@pytest.mark.slow
 def test_out_under_a_file_is_a_path_error(tmp_path):
     inp = inputs(tmp_path / "in")
     (tmp_path / "afile").write_text("x")
@@ -134,6 +134,7 @@ def test_out_under_a_file_is_a_path_error(tmp_path):
     assert_refused(proc, f"{tmp_path / 'afile'}: is a file, not a folder")
 
 
+@pytest.mark.slow
 def test_dated_root_holding_unrelated_files_is_refused(tmp_path):
     inp = inputs(tmp_path / "in")
     root = tmp_path / "published"

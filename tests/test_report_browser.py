@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a headless browser on the demo run of `hypomag demo`
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHARTS = ["chart-forest", "chart-sensitivity", "chart-mg-distribution", "chart-audit-trend", "chart-audit-funnel",

@@ -50,6 +50,7 @@ def mimic_run(tmp_path_factory):
 
 
 @needs_mimic
+@pytest.mark.slow
 def test_mimic_iv_demo_end_to_end_accounting_and_hand_counted_magnesium(mimic_run):
     # the exact per-file accounting is restricted (manifest.json's small counts are suppressed)
     accounting = json.loads((mimic_run / "out" / "restricted" / "accounting.json").read_text())

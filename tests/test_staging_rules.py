@@ -51,7 +51,7 @@ def build_file_db(tmp_path: Path, labs, meds=()) -> Path:
 
 
 def normalised_failures(db: Path) -> dict[str, dict]:
-    return {e["id"]: e for s in run_suites(db, "normalised", Config()) for e in s["expectations"]
+    return {e["id"]: e for s in run_suites(db, "normalise", Config()) for e in s["expectations"]
             if not e["success"]}
 
 
@@ -311,7 +311,7 @@ def inbox_db(tmp_path: Path, files: list[tuple[int, int]], config: Config | None
 
 
 def jump(db: Path) -> dict | None:
-    summaries = run_suites(db, "normalised", Config())
+    summaries = run_suites(db, "normalise", Config())
     found = [e for s in summaries for e in s["expectations"] if e["id"] == "labs_out_of_scope_share_jump"]
     assert len(found) == 1 and found[0]["blocking"] is True
     failed = {e["id"] for s in summaries for e in s["expectations"] if not e["success"]}

@@ -2,21 +2,20 @@
 blocking gates that publish nothing, warnings that reach the report, checks run in DuckDB."""
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from builder import lab, med, write_generic
+from builder import digest, hypomag, lab, med, write_generic
 from pipelines.config import Config
 from pipelines.db import connect, create_parameter_tables
 from pipelines.ingest import ingest_generic
 from pipelines.models import BUILD_ORDER, build_models
-from pipelines.validate import blocking_failures, run_suites, validate_only
+from pipelines.run_spec import RunSpec
+from pipelines.stages import validate_only
+from pipelines.validate import blocking_failures, run_suites
 
 T = "2024-03-01 08:00"
 
@@ -27,15 +26,6 @@ def good_labs(n=12):
         rows += [lab(f"p{i}", T, "MG", "1.5" if i % 2 else "2.0", "mg/dL", specimen_id=f"s{i}", result_id=f"{2 * i + 1}"),
                  lab(f"p{i}", T, "K", "3.0", "mmol/L", specimen_id=f"s{i}", result_id=f"{2 * i + 2}")]
     return rows
-
-
-def hypomag(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_stock_gx_sql_datasource_fails_on_duckdb_and_the_adapter_fixes_it(tmp_path):
@@ -86,30 +76,38 @@ def ids(summaries, success=False):
 def test_clean_load_passes_every_suite(tmp_path):
     db = build_file_db(tmp_path, good_labs(), [med("p1", T, "Furosemide", stop="2024-03-02 08:00")])
     failed = set()
-    for stage in ("raw", "normalised", "marts"):
+    for stage in ("ingest", "normalise", "analyse"):
         failed |= ids(run_suites(db, stage, Config()))
     assert failed == set()
 
 
 def test_a_broken_mart_invariant_blocks_and_examples_hide_patients(tmp_path):
     db = build_file_db(tmp_path, good_labs())
-    with duckdb.connect(str(db)) as con:  # corrupt one flag the way a wrong threshold would
-        con.execute("UPDATE int_lab_flags SET is_hypomagnesemia = true WHERE analyte = 'MG' AND patient_id = 'p0'")
+    with duckdb.connect(str(db)) as con:  # a numerator above its denominator, an interval beside its rate
+        con.execute("UPDATE mart_cooccurrence SET numerator = denominator + 1 WHERE level = 'result' "
+                    "AND abnormality = 'hypokalemia' AND direction = 'abnormality_given_hypomg' "
+                    "AND window_name = 'same_draw'")
         con.execute("UPDATE res_proportions SET prevalence = 0.5, ci_low = 0.6, ci_high = 0.7 WHERE rowid = 0")
-    summaries = run_suites(db, "marts", Config())
+        con.execute("UPDATE int_lab_results SET collected_at = TIMESTAMP '2999-01-01 08:00' "
+                    "WHERE analyte = 'MG' AND patient_id = 'p0'")
+    summaries = run_suites(db, "analyse", Config())
     failures = {e["id"]: e for s in summaries for e in blocking_failures(s)}
-    assert set(failures) == {"flags_hypomagnesemia_below_threshold", "rates_ci_low_le_prevalence"}
-    flag = failures["flags_hypomagnesemia_below_threshold"]
-    assert flag["unexpected_count"] == 1
-    assert flag["examples"] == [{"analyte": "MG"}]  # values are not shown: only row numbers, reasons, counts
-    assert "p0" not in json.dumps(failures)
+    assert set(failures) == {"cooccurrence_numerator_le_denominator_le_index", "rates_ci_low_le_prevalence"}
+    assert failures["cooccurrence_numerator_le_denominator_le_index"]["unexpected_count"] == 1
+    # a failed row check shows only row numbers, reasons and counts: here the analyte, never the
+    # patient or the value (the collection time) that made it fail
+    warned = {e["id"]: e for s in run_suites(db, "normalise", Config()) for e in s["expectations"] if not e["success"]}
+    assert set(warned) == {"results_not_in_future"} and warned["results_not_in_future"]["blocking"] is False
+    assert warned["results_not_in_future"]["examples"] == [{"analyte": "MG"}]
+    shown = json.dumps([failures, warned])
+    assert "p0" not in shown and "2999" not in shown
 
 
 def test_one_result_id_for_two_different_results_is_blocking(tmp_path):
     labs = good_labs()
     labs[3]["result_id"] = labs[2]["result_id"]  # p1's K result takes the id of p1's MG result
     db = build_file_db(tmp_path, labs)
-    failures = {e["id"] for s in run_suites(db, "normalised", Config()) for e in blocking_failures(s)}
+    failures = {e["id"] for s in run_suites(db, "normalise", Config()) for e in blocking_failures(s)}
     assert failures == {"labs_result_id_conflict_within_file"}
 
 
@@ -118,26 +116,28 @@ def test_quarantine_fraction_gate_and_its_override(tmp_path):
     labs = good_labs() + [lab("p1", T, "MG", "HEMOLYZED", "mg/dL", result_id="100"),
                           lab("p2", T, "MG", "1.9", "mg%", result_id="101")]
     db = build_file_db(tmp_path, labs)
-    failures = {e["id"] for s in run_suites(db, "normalised", Config()) for e in blocking_failures(s)}
+    failures = {e["id"] for s in run_suites(db, "normalise", Config()) for e in blocking_failures(s)}
     assert failures == {"labs_quarantine_fraction"}
     from pipelines.config import Validation
 
     relaxed = Config(validation=Validation(make_warning=("labs_quarantine_fraction",)))
-    summaries = run_suites(db, "normalised", relaxed)
+    summaries = run_suites(db, "normalise", relaxed)
     assert not any(blocking_failures(s) for s in summaries)
     assert "labs_quarantine_fraction" in ids(summaries)
 
 
+@pytest.mark.slow
 def test_validate_command_reports_no_magnesium_as_blocking(tmp_path):
     folder = write_generic(tmp_path / "in", [lab(f"p{i}", T, "K", "3.0", "mmol/L") for i in range(20)])
-    summary = validate_only("generic", folder, None)
+    summary = validate_only(RunSpec(source="generic", input_dir=folder))
     failures = {e["id"] for s in summary["suites"] for e in blocking_failures(s)}
     assert failures == {"results_has_magnesium"}
     proc = hypomag("validate", "--source", "generic", "--input", str(folder), cwd=tmp_path)
     assert proc.returncode == 1
-    assert "FAIL" in proc.stdout and "results_has_magnesium" in proc.stdout
+    assert "FAIL  int_lab_results.results_has_magnesium:" in proc.stdout
 
 
+@pytest.mark.slow
 def test_blocking_failure_exits_1_and_publishes_nothing_new(tmp_path):
     out, db = tmp_path / "out", tmp_path / "hm.duckdb"
     good = write_generic(tmp_path / "good", good_labs())
@@ -149,11 +149,16 @@ def test_blocking_failure_exits_1_and_publishes_nothing_new(tmp_path):
     bad = write_generic(tmp_path / "bad", labs)
     second = hypomag("run", "--source", "generic", "--input", str(bad), "--out", str(out), "--db", str(db), cwd=tmp_path)
     assert second.returncode == 1, second.stderr[-3000:]
-    assert "labs_result_id_conflict_within_file" in second.stderr
+    # the log names every check; the one-line error at the end must name the one that failed
+    error = second.stderr.strip().splitlines()[-1]
+    assert error.startswith("hypomag: error: ")
+    assert "blocking expectation failed in suite stg_lab_rows: labs_result_id_conflict_within_file" in error
+    assert error.endswith("unexpected: 2)")
     assert "Traceback" not in second.stderr
     assert {p: digest(p) for p in before} == before
 
 
+@pytest.mark.slow
 def test_warning_continues_and_shows_in_report(tmp_path):
     out, db = tmp_path / "out", tmp_path / "hm.duckdb"
     labs = good_labs() + [lab("from_the_future", "2999-01-01 08:00", "K", "4.0", "mmol/L", result_id="500")]

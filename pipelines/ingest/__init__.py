@@ -22,25 +22,20 @@ from pipelines.ingest.common import (  # noqa: F401  (the package's public names
     create_raw_tables,
 )
 from pipelines.ingest.generic import ingest_generic, ingest_inbox
+from pipelines.ingest.mimic_iv import ingest_mimic_iv
+from pipelines.ingest.omop import ingest_omop
 
 
 def ingest(con: duckdb.DuckDBPyConnection, source: str, input_dir: Path, config,
            incremental: bool = False) -> list[InputFile]:
-    """Run the adapter of `source` (generic, mimic-iv or omop); `incremental`: new inbox files only."""
+    """Run the adapter of `source` (generic, mimic-iv or omop); `incremental`: new files of the
+    generic inbox only (pipelines/run_spec.py refuses the other sources before a run starts)."""
     if incremental:
-        if source != "generic":
-            from pipelines.errors import InputError
-
-            raise InputError(f"--incremental: the inbox takes generic extracts only (got --source {source})")
         return ingest_inbox(con, input_dir, config.columns, config)
     if source == "generic":
         return ingest_generic(con, input_dir, config.columns, config)
     if source == "mimic-iv":
-        from pipelines.ingest.mimic_iv import ingest_mimic_iv
-
         return ingest_mimic_iv(con, input_dir, config)
     if source == "omop":
-        from pipelines.ingest.omop import ingest_omop
-
         return ingest_omop(con, input_dir, config)
     raise ValueError(source)

@@ -11,7 +11,6 @@ DuckDB reads the files itself, so a 13 GB CSV never passes through Python memory
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,14 +18,14 @@ import duckdb
 
 from pipelines.config import Config
 from pipelines.errors import InputError
-from pipelines.ingest.csv_reader import check_column_names, header_columns, read_csv_as_text
+from pipelines.ingest.csv_reader import check_column_names, header_columns, read_csv_as_text, unreadable
 
 LAB_REQUIRED = ("patient_id", "collected_at", "analyte", "value", "unit")
 LAB_OPTIONAL = ("result_id", "specimen_id", "encounter_id", "fluid", "care_unit")
 MED_REQUIRED = ("patient_id", "start_at", "drug")
 MED_OPTIONAL = ("stop_at", "route", "atc_code", "rxnorm_code", "dose", "dose_unit", "encounter_id")
 
-# The identifier guard (plan section 7) lives in identifiers.py: column-name terms, value patterns
+# The identifier guard (docs/definitions.md section 7) lives in identifiers.py: column-name terms, value patterns
 # (name -> (pattern, cheap condition)) and the numbers/times columns whose values are not scanned.
 from pipelines.ingest.identifiers import (  # noqa: E402,F401  (re-exported for the adapters)
     IDENTIFIER_TERMS as IDENTIFIER_COLUMN,
@@ -67,16 +66,6 @@ def find_table_file(input_dir: Path, stem: str) -> Path:
     if len(found) > 1:
         raise InputError(f"{input_dir}: several {stem} files ({', '.join(p.name for p in found)}); keep one")
     return found[0]
-
-
-def unreadable(path: Path, exc: duckdb.Error) -> InputError:
-    """The input error for a file DuckDB cannot read: the file, the line where DuckDB names one,
-    and the first line of the reason."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    line = re.search(r"\bline:?\s*(\d+)", text, re.IGNORECASE)
-    where = f" at line {line.group(1)}" if line and not re.search(r"\bline\b", first, re.IGNORECASE) else ""
-    return InputError(f"{path}: cannot be read{where} ({first})")
 
 
 def read_file_as_text(con: duckdb.DuckDBPyConnection, path: Path, into: str, config: Config | None = None) -> list[str]:

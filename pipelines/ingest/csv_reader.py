@@ -9,6 +9,13 @@ many or too few fields, invalid encoding, a line over DuckDB's maximum size) is 
 table instead of failing the read. Each malformed line becomes one row with every field NULL and
 `parse_error` naming the error type and column (never the line's text).
 
+The line ending is taken from the first line of the file and given to every read: DuckDB would
+otherwise guess it on each read, and on the rest of a file after a stray quote it may guess it from
+a line break inside a quoted field. A line with more fields than the header is malformed even when
+its extra fields are empty: DuckDB accepts surplus fields that match its null string, so the null
+string is a line feed (which no unquoted field can hold, and quoted fields never match) and empty
+fields become NULL afterwards.
+
 Positions. `source_row` is the 1-based data row (the header excluded). DuckDB numbers rejected lines
 by record (a quoted field spanning lines is one record); a good row's position is the k-th position
 not taken by a rejected line (DuckDB keeps file order). Blank lines are skipped and are not rows, but
@@ -16,16 +23,21 @@ DuckDB counts them in a rejected line's number: in a file with blank lines betwe
 positions after a blank line are exact for rejected lines and one lower per blank line for good rows.
 
 A stray quote. With quoting on, an unterminated quote runs on into the following lines, so DuckDB
-rejects all of them as one record. Such a record (a quote error on a record spanning several
-physical lines) is cut back to its first physical line, which is the malformed row, and reading
-resumes on the next physical line from a temporary copy of the rest of the file (in an owner-only
-temporary folder, removed when the read ends). The rows after it keep their true positions: the
-malformed row takes one position, the rest are counted from it as above.
+rejects all of them as one record. Such a record (a quote error on a record whose first physical
+line ends inside a quote) is cut back to its first physical line, which is the malformed row, and
+reading resumes on the next physical line from a temporary copy of the rest of the file (in an
+owner-only temporary folder, removed when the read ends). The rows after it keep their true
+positions: the malformed row takes one position, the rest are counted from it as above. DuckDB's
+line position and text for such a record may be the previous record's, or empty, when the run-on
+ends at another quote error; its first byte position (the field where the error starts) is right,
+and the record's first line is the first physical line from there on that ends inside a quote.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -51,6 +63,10 @@ ERROR_TEXT = {
     "INVALID STATE": "unreadable line",
 }
 RESUME_ERRORS = ("UNQUOTED VALUE", "LINE SIZE OVER MAXIMUM")
+NEW_LINES = {b"\r\n": "\\r\\n", b"\n": "\\n"}  # a line ending as DuckDB's new_line option spells it
+NULL_TEXT = "\n"  # DuckDB's null string: no unquoted field can hold it (see the module docstring)
+SEARCH_LINES = 16  # physical lines searched for a stray quote's line from DuckDB's byte positions
+SEARCH_BYTES = 1 << 20  # bytes read back to find the start of the physical line holding a position
 
 
 @dataclass(frozen=True)
@@ -59,9 +75,27 @@ class Rejected:
 
     position: int
     parse_error: str
-    byte_hint: int  # DuckDB's line_byte_position (within about two bytes of the record's start)
-    text_start: str  # the record's first characters as DuckDB shows them
-    resume: bool  # a quote error on a record spanning physical lines: cut it and re-read the rest
+    quote_parse_error: str  # the description of its quote errors alone ('' when it has none)
+    byte_hint: int  # DuckDB's first byte_position: 1 + the offset of the first bad field (or near it)
+    multiline: bool  # DuckDB's text of the record holds a line feed
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A stray quote: the record, and the byte offset just after its first physical line."""
+
+    record: Rejected
+    rest_offset: int
+
+
+def unreadable(path: Path, exc: duckdb.Error) -> InputError:
+    """The input error for a file DuckDB cannot read: the file, the line where DuckDB names one,
+    and the first line of the reason."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    line = re.search(r"\bline:?\s*(\d+)", text, re.IGNORECASE)
+    where = f" at line {line.group(1)}" if line and not re.search(r"\bline\b", first, re.IGNORECASE) else ""
+    return InputError(f"{path}: cannot be read{where} ({first})")
 
 
 def open_bytes(path: Path) -> BinaryIO:
@@ -82,6 +116,23 @@ def header_columns(path: Path, dialect: Csv) -> list[str]:
     binary file) is refused at once instead of DuckDB reading it to its memory limit. Without a
     header (`[csv] header = false`) the columns are named column0, column1, ... as DuckDB names them.
     """
+    line, _ = first_line(path)
+    try:
+        text = line.decode(python_encoding(dialect.encoding)).rstrip("\r")
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise InputError(f"{path}: line 1 (the header) is not {dialect.encoding} ({exc.__class__.__name__})") from None
+    fields = _parse_line(path, text, dialect)
+    if not dialect.header:
+        return [f"column{i}" for i in range(len(fields))]
+    names = [name if name.strip() else f"column{i}" for i, name in enumerate(fields)]
+    check_column_names(path, names)
+    return names
+
+
+def first_line(path: Path) -> tuple[bytes, str | None]:
+    """The file's first line (without its line end) and its line ending as DuckDB's new_line option
+    spells it (None when the file has a single line). Refuses an empty file and a first line over
+    HEADER_LIMIT_BYTES."""
     try:
         with open_bytes(path) as f:
             head = f.read(HEADER_LIMIT_BYTES + 1)
@@ -93,17 +144,9 @@ def header_columns(path: Path, dialect: Csv) -> list[str]:
     if end < 0 and len(head) > HEADER_LIMIT_BYTES:
         raise InputError(f"{path}: the first line is longer than {HEADER_LIMIT_BYTES // (1 << 20)} MB "
                          "(not a CSV file, or a wrong [csv] delimiter?)")
-    line = head if end < 0 else head[:end]
-    try:
-        text = line.decode(python_encoding(dialect.encoding)).rstrip("\r")
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise InputError(f"{path}: line 1 (the header) is not {dialect.encoding} ({exc.__class__.__name__})") from None
-    fields = _parse_line(path, text, dialect)
-    if not dialect.header:
-        return [f"column{i}" for i in range(len(fields))]
-    names = [name if name.strip() else f"column{i}" for i, name in enumerate(fields)]
-    check_column_names(path, names)
-    return names
+    if end < 0:
+        return head, None
+    return head[:end], NEW_LINES[b"\r\n" if head[:end].endswith(b"\r") else b"\n"]
 
 
 def _parse_line(path: Path, text: str, dialect: Csv) -> list[str]:
@@ -142,6 +185,7 @@ def read_csv_as_text(con: duckdb.DuckDBPyConnection, path: Path, into: str, dial
     `max_malformed_fraction` of the file's rows (malformed included).
     """
     columns = header_columns(path, dialect)
+    _, new_line = first_line(path)
     cols_sql = ", ".join(f'"{c}" VARCHAR' for c in columns)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {into} ({cols_sql}, source_row BIGINT, parse_error VARCHAR)")
     segment, has_header, base = path, dialect.header, 0
@@ -152,44 +196,49 @@ def read_csv_as_text(con: duckdb.DuckDBPyConnection, path: Path, into: str, dial
         Path(spill).mkdir(mode=0o700, parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hypomag-csv-", dir=spill) as scratch:
         for resume in range(MAX_RESUMES + 1):
-            cut = _read_segment(con, path, segment, columns, dialect, has_header, base, into)
+            cut = _read_segment(con, path, segment, columns, dialect, new_line, has_header, base, into)
             if cut is None:
                 break
             if resume == MAX_RESUMES:
                 raise ValidationFailed(f"{path}: more than {MAX_RESUMES} unterminated or stray quotes; the last at "
-                                       f"row {base + cut.position} (fix the file's quoting)")
+                                       f"row {base + cut.record.position} (fix the file's quoting)")
             rest = Path(scratch) / f"rest{resume}.csv"
-            _copy_after_line(path, segment, cut, rest)
-            segment, has_header, base = rest, False, base + cut.position
+            if not _copy_rest(segment, cut.rest_offset, rest):
+                break
+            segment, has_header, base = rest, False, base + cut.record.position
     _check_malformed_fraction(con, path, into, max_malformed_fraction)
     return columns
 
 
 def _read_segment(con: duckdb.DuckDBPyConnection, path: Path, segment: Path, columns: list[str], dialect: Csv,
-                  has_header: bool, base: int, into: str) -> Rejected | None:
+                  new_line: str | None, has_header: bool, base: int, into: str) -> Cut | None:
     """Read one segment (the file, or what follows a stray quote) and append its rows to `into`.
 
-    Returns the first record to cut (a stray quote) or None; rows after a cut are not kept.
+    Returns the first stray quote, where the segment is cut, or None; rows after a cut are not kept.
     """
     read, rejects, scans = f"{into}_read", f"{into}_rejects", f"{into}_scans"
     struct = "{" + ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for c in columns) + "}"
+    line_option = ", new_line = ?" if new_line else ""
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {read} AS SELECT * FROM read_csv(?, delim = ?, quote = ?, escape = ?, "
-            f"header = ?, encoding = ?, auto_detect = false, columns = {struct}, nullstr = '', "
-            f"store_rejects = true, rejects_table = '{rejects}', rejects_scan = '{scans}')",
-            [str(segment), dialect.delimiter, dialect.quote, dialect.escape, has_header, dialect.encoding],
+            f"header = ?, encoding = ?, auto_detect = false, columns = {struct}, nullstr = ?, "
+            f"allow_quoted_nulls = false, store_rejects = true, rejects_table = '{rejects}', "
+            f"rejects_scan = '{scans}'{line_option})",
+            [str(segment), dialect.delimiter, dialect.quote, dialect.escape, has_header, dialect.encoding, NULL_TEXT,
+             *([new_line] if new_line else [])],
         )
     except duckdb.Error as exc:
-        from pipelines.ingest.common import unreadable
-
         raise unreadable(path, exc) from None
     rejected = _rejected(con, rejects, 1 if has_header else 0)
     con.execute(f"DROP TABLE IF EXISTS {rejects}")
     con.execute(f"DROP TABLE IF EXISTS {scans}")
-    cut = next((r for r in rejected if r.resume), None)
-    kept = [r for r in rejected if cut is None or r.position <= cut.position]
-    _append_rows(con, read, into, columns, kept, base, cut)
+    cut = _first_cut(path, segment, rejected, dialect)
+    if cut is not None:
+        stray = dataclasses.replace(cut.record, parse_error=cut.record.quote_parse_error)
+        rejected = [r for r in rejected if r.position < stray.position] + [stray]
+        cut = Cut(stray, cut.rest_offset)
+    _append_rows(con, read, into, columns, rejected, base, cut.record if cut else None)
     con.execute(f"DROP TABLE {read}")
     return cut
 
@@ -198,12 +247,11 @@ def _rejected(con: duckdb.DuckDBPyConnection, rejects: str, header_lines: int) -
     """One entry per rejected record (DuckDB may report several errors, or one twice, per line)."""
     rows = con.execute(
         f"""
-        SELECT line, min(hint), list(kind), list(kind || '|' || coalesce(first_column, '') ORDER BY first_byte),
-            arg_min(text_start, first_byte), bool_or(multiline)
+        SELECT line, coalesce(min(first_byte), min(hint)),
+            list(kind || '|' || coalesce(first_column, '') ORDER BY first_byte), bool_or(multiline)
         FROM (
             SELECT line, CAST(error_type AS VARCHAR) AS kind, min(line_byte_position) AS hint,
                 min(byte_position) AS first_byte, arg_min(column_name, column_idx) AS first_column,
-                arg_min(left(ltrim(csv_line, chr(13) || chr(10)), 64), byte_position) AS text_start,
                 bool_or(strpos(trim(csv_line, chr(13) || chr(10)), chr(10)) > 0) AS multiline
             FROM {rejects} GROUP BY line, error_type
         )
@@ -211,12 +259,11 @@ def _rejected(con: duckdb.DuckDBPyConnection, rejects: str, header_lines: int) -
         """
     ).fetchall()
     found = []
-    for line, byte_hint, types, errors, text_start, multiline in rows:
-        resume = bool(multiline) and any(t in RESUME_ERRORS for t in types)
-        if resume:  # only the record's first line is kept: its error is the quote
-            errors = [e for e in errors if e.partition("|")[0] in RESUME_ERRORS]
+    for line, byte_hint, errors, multiline in rows:
+        quote_errors = [e for e in errors if e.partition("|")[0] in RESUME_ERRORS]
         found.append(Rejected(position=int(line) - header_lines, parse_error=_describe(errors),
-                              byte_hint=int(byte_hint), text_start=text_start or "", resume=resume))
+                              quote_parse_error=_describe(quote_errors) if quote_errors else "",
+                              byte_hint=int(byte_hint or 0), multiline=bool(multiline)))
     return found
 
 
@@ -234,11 +281,13 @@ def _describe(errors: list[str]) -> str:
 def _append_rows(con: duckdb.DuckDBPyConnection, read: str, into: str, columns: list[str],
                  rejected: list[Rejected], base: int, cut: Rejected | None) -> None:
     """Good rows at their true positions (the k-th position no rejected record takes), then one
-    all-NULL row per rejected record. With a cut, only what precedes it is kept."""
+    all-NULL row per rejected record. With a cut, only what precedes it is kept. An empty field,
+    quoted or not, is NULL."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {into}_taken (position BIGINT, parse_error VARCHAR)")
     if rejected:
         con.executemany(f"INSERT INTO {into}_taken VALUES (?, ?)", [[r.position, r.parse_error] for r in rejected])
     names = ", ".join(f'"{c}"' for c in columns)
+    values = ", ".join(f"""nullif(g."{c}", '')""" for c in columns)
     # good rows before the j-th rejected record (1-based): position_j - j; a good row k follows the
     # rejected records whose count of good rows before them is below k.
     con.execute(
@@ -251,7 +300,7 @@ def _append_rows(con: duckdb.DuckDBPyConnection, read: str, into: str, columns: 
         ),
         steps AS (SELECT good_before, max(taken_so_far) AS taken FROM gaps GROUP BY good_before),
         good AS (SELECT *, rowid + 1 AS k FROM {read})
-        SELECT {', '.join(f'g."{c}"' for c in columns)}, ? + g.k + coalesce(s.taken, 0), NULL
+        SELECT {values}, ? + g.k + coalesce(s.taken, 0), NULL
         FROM good AS g ASOF LEFT JOIN steps AS s ON g.k > s.good_before
         WHERE g.k + coalesce(s.taken, 0) < ?
         """,
@@ -264,33 +313,96 @@ def _append_rows(con: duckdb.DuckDBPyConnection, read: str, into: str, columns: 
     con.execute(f"DROP TABLE {into}_taken")
 
 
-def _copy_after_line(path: Path, segment: Path, cut: Rejected, rest: Path) -> None:
-    """Copy what follows the first physical line of record `cut` in `segment` to file `rest`."""
-    start = _record_start(path, segment, cut)
-    with open_bytes(segment) as f, open(rest, "wb") as out:
-        f.seek(start)
-        f.readline()
-        shutil.copyfileobj(f, out, 1 << 20)
+def _first_cut(path: Path, segment: Path, rejected: list[Rejected], dialect: Csv) -> Cut | None:
+    """The first rejected record with a quote error whose first physical line ends inside a quote
+    (a stray quote that ran on into the following lines), or None."""
+    for record in rejected:
+        if not record.quote_parse_error:
+            continue
+        start = _stray_quote_line(segment, record, dialect)
+        if start is not None:
+            return Cut(record, _end_of_line(segment, start))
+        if record.multiline:
+            raise InputError(f"{path}: row {record.position}: cannot find where the line with the stray quote "
+                             "starts (is [csv] encoding right?)")
+    return None
 
 
-def _record_start(path: Path, segment: Path, cut: Rejected) -> int:
-    """The byte offset where record `cut` starts, checked against the text DuckDB reported.
+def _stray_quote_line(segment: Path, record: Rejected, dialect: Csv) -> int | None:
+    """The byte offset of the record's first physical line, when that line ends inside a quote.
 
-    DuckDB's line_byte_position lies a byte or two after the end of the previous line (it differs
-    between \\n and \\r\\n files); from two bytes before it, line breaks are skipped to the record.
+    DuckDB's first byte_position is one past the offset of the field where the error starts (its
+    line_byte_position and text may be the previous record's); from the line holding that offset
+    on, the first physical line that ends inside a quote is the stray quote's line.
     """
-    probe = max(0, cut.byte_hint - 2)
+    if not dialect.quote:
+        return None
+    offset = _line_start_before(segment, max(0, record.byte_hint - 1))
+    for _ in range(SEARCH_LINES):
+        if offset is None:
+            return None
+        line = _line_at(segment, offset)
+        if not line:
+            return None
+        if _ends_inside_quote(line, dialect):
+            return offset
+        offset += len(line)
+    return None
+
+
+def _read_at(segment: Path, offset: int, size: int) -> bytes:
     with open_bytes(segment) as f:
-        f.seek(probe)
-        window = f.read(4096)
-    skipped = len(window) - len(window.lstrip(b"\r\n"))
-    start = probe + skipped
-    expected = cut.text_start.encode("utf-8", "replace")
-    ascii_prefix = expected[: next((i for i, b in enumerate(expected) if b > 126 or b == ord("?")), len(expected))]
-    if not window[skipped:].startswith(ascii_prefix[:32]):
-        raise InputError(f"{path}: row {cut.position}: cannot find where the line with the stray quote starts "
-                         "(is [csv] encoding right?)")
-    return start
+        f.seek(offset)
+        return f.read(size)
+
+
+def _line_start_before(segment: Path, offset: int) -> int | None:
+    """The start of the physical line holding byte `offset` (None if it starts over SEARCH_BYTES before)."""
+    back = min(offset, SEARCH_BYTES)
+    window = _read_at(segment, offset - back, back)
+    found = window.rfind(b"\n")
+    if found < 0:
+        return 0 if back == offset else None
+    return offset - back + found + 1
+
+
+def _line_at(segment: Path, offset: int) -> bytes:
+    """The physical line starting at `offset`, with its line end."""
+    with open_bytes(segment) as f:
+        f.seek(offset)
+        return f.readline()
+
+
+def _end_of_line(segment: Path, offset: int) -> int:
+    return offset + len(_line_at(segment, offset))
+
+
+def _ends_inside_quote(line: bytes, dialect: Csv) -> bool:
+    """Whether a physical line leaves a quoted field open (a doubled quote, or the escape character
+    and what follows it, inside quotes stays inside)."""
+    quote = dialect.quote.encode()
+    escape = dialect.escape.encode() if dialect.escape and dialect.escape != dialect.quote else b""
+    if not escape:
+        return line.count(quote) % 2 == 1
+    inside, i = False, 0
+    while i < len(line):
+        if inside and escape and line.startswith(escape, i):
+            i += len(escape) + 1
+            continue
+        if line.startswith(quote, i):
+            inside = not inside
+            i += len(quote)
+            continue
+        i += 1
+    return inside
+
+
+def _copy_rest(segment: Path, offset: int, rest: Path) -> bool:
+    """Copy what follows byte `offset` of `segment` to file `rest`; False when nothing follows."""
+    with open_bytes(segment) as f, open(rest, "wb") as out:
+        f.seek(offset)
+        shutil.copyfileobj(f, out, 1 << 20)
+    return rest.stat().st_size > 0
 
 
 def _check_malformed_fraction(con: duckdb.DuckDBPyConnection, path: Path, into: str, limit: float) -> None:

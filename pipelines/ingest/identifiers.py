@@ -1,4 +1,4 @@
-"""The identifier guard: inputs must be de-identified (analysis plan section 7).
+"""The identifier guard: inputs must be de-identified (docs/definitions.md section 7).
 
 A load refuses, before anything is written, a file that has a column whose *name* says it holds a
 direct identifier, or a value that *looks like* one. Both rules are data kept here so that a reader
@@ -58,7 +58,7 @@ import duckdb
 
 from pipelines.errors import InputError
 
-# Identifier terms matched as whole token runs in a normalised column name (plan section 7).
+# Identifier terms matched as whole token runs in a normalised column name (docs/definitions.md section 7).
 IDENTIFIER_TERMS: tuple[str, ...] = (
     # names of people
     "first name", "last name", "given name", "family name", "full name", "middle name", "maiden name",
@@ -268,7 +268,7 @@ def check_identifiers(
     con: duckdb.DuckDBPyConnection, path: Path, table: str, columns: list[str], scan: list[str] | None = None,
     row: str = "source_row", params: list | None = None, allow: frozenset[str] | None = None,
 ) -> None:
-    """Refuse a file whose column names or values look like direct identifiers (plan section 7).
+    """Refuse a file whose column names or values look like direct identifiers (docs/definitions.md section 7).
 
     `columns` are the file's columns (all name-checked); `scan` names the columns whose values are
     searched (default: every column but the numbers and times of NOT_SCANNED). `table` is a table

@@ -1,4 +1,4 @@
-"""The MIMIC-IV source (hosp module), read where it lies (analysis plan 1.3 and 2).
+"""The MIMIC-IV source (hosp module), read where it lies (docs/definitions.md section 1 and 2).
 
 - `hosp/labevents` + `hosp/d_labitems`: the analyte and fluid come from the itemid (seed
   `mimic_iv_items.csv`: Mg 50960, K 50971, Na 50983, phosphate 50970, total Ca 50893, free Ca 50808

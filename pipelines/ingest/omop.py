@@ -1,5 +1,5 @@
 """The OMOP CDM v5.4 source: `measurement` and `drug_exposure`, resolved through `concept`
-(analysis plan 1.3). Tables are CSV or Parquet files named as the tables (`measurement.csv`, ...).
+(docs/definitions.md section 1). Tables are CSV or Parquet files named as the tables (`measurement.csv`, ...).
 
 - Analyte: `measurement_concept_id` -> `concept` -> its LOINC code (vocabulary_id 'LOINC'), matched
   against the same analyte code seed as every source; never a hard-coded list of concept ids. Whole

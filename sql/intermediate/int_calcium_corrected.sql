@@ -1,9 +1,9 @@
--- int_calcium_corrected: albumin-corrected total calcium (analysis plan section 3, option `corrected`).
+-- int_calcium_corrected: albumin-corrected total calcium (docs/definitions.md section 3, option `corrected`).
 -- Grain: one row per total calcium (CA) result that has an albumin (ALB) result of the same draw.
 -- Same draw = same specimen_id, or collected within +/- same_draw_hours (inclusive). The albumin used
 -- is the nearest in time; ties go to the smallest result id. corrected = CA + k x (ref - ALB g/L),
 -- with k = 0.02 and ref = 40 g/L from `params`. CA results without such an albumin are not here.
--- Linear formulation (portable-sql.md rule 10): candidates are the same-specimen albumins (an
+-- Linear formulation (docs/portable-sql.md rule 10): candidates are the same-specimen albumins (an
 -- equi-join) and the nearest albumin before and after in a time-ordered union (window functions),
 -- joined back on (patient, time), never a range join on time.
 with

@@ -1,5 +1,5 @@
--- int_hypokalemia_episodes: hypokalemia episodes and the magnesium-check audit flags (analysis plan
--- section 5). Grain: one row per episode. Row-level (restricted/episodes.parquet), never in HTML.
+-- int_hypokalemia_episodes: hypokalemia episodes and the magnesium-check audit flags
+-- (docs/definitions.md section 5). Grain: one row per episode. Row-level (restricted/episodes.parquet), never in HTML.
 -- Episode: a patient's low K results (int_lab_flags.is_hypokalemia) where consecutive results
 -- <= episode_gap_hours apart share an episode; start = first low K, end = last low K.
 -- Severity by the lowest K: severe < 2.5, moderate 2.5 - < 3.0, mild 3.0 - < 3.5 (params).

@@ -1,4 +1,4 @@
--- int_lab_flags: abnormality flags of every loaded result (analysis plan section 3).
+-- int_lab_flags: abnormality flags of every loaded result (docs/definitions.md section 3).
 -- Grain: one row per loaded lab result. Thresholds come from the one-row `params` table, already in
 -- canonical units and computed by the same floating-point multiplication as the values, so a value
 -- reported exactly at a quoted mg/dL threshold is never flagged. All comparisons are strict (<).

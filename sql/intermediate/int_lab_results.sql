@@ -1,7 +1,7 @@
--- int_lab_results: loaded lab results in canonical units (analysis plan section 2).
+-- int_lab_results: loaded lab results in canonical units (docs/definitions.md section 2).
 -- Grain: one row per loaded lab result (stg_lab_rows with status 'loaded'); row_id is unique.
 -- result_id_num holds the result id as a number only when every loaded result id is numeric, so
--- that tie-breaks compare ids "as numbers when all are numeric" (plan section 4, Levels).
+-- that tie-breaks compare ids "as numbers when all are numeric" (docs/definitions.md section 4, Levels).
 with
 
 loaded as (
@@ -10,7 +10,7 @@ loaded as (
 
 id_kind as (
     -- reads stg_lab_rows itself: a second reference to `loaded` would make the engine materialize
-    -- every loaded row once more (it spilled 100M wide rows to disk)
+    -- every loaded row once more
     select coalesce(bool_and(try_cast(result_id as double) is not null), false) as all_numeric
     from stg_lab_rows
     where status = 'loaded'

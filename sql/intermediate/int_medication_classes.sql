@@ -1,5 +1,5 @@
 -- int_medication_classes: loaded medication orders and the drug classes they belong to
--- (analysis plan section 6). Grain: one row per (medication order, drug class); an order in no
+-- (docs/definitions.md section 6). Grain: one row per (medication order, drug class); an order in no
 -- class is absent, an order in two classes appears twice.
 -- Matching (seed drug_classes, which lists every generic name, spelling and abbreviation): the
 -- name, case-insensitively, as a whole word or phrase in the drug name as written (salts and
@@ -9,7 +9,7 @@
 -- magnesium citrate) or by route ("both eyes", "tp"); class `any` excludes the order from every
 -- class (ophthalmic, otic and topical forms are not systemic exposures).
 -- Exposure window in epoch seconds: [start_s, exposure_end_s], where a missing stop_at means
--- start_at + exposure_default_hours (plan section 6).
+-- start_at + exposure_default_hours (docs/definitions.md section 6).
 with
 
 medications as (

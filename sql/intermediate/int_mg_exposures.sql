@@ -1,8 +1,8 @@
 -- int_mg_exposures: for every magnesium result and drug class, whether the patient was exposed at
--- the result's collection time t (analysis plan section 6): an order of the class with
+-- the result's collection time t (docs/definitions.md section 6): an order of the class with
 -- start_at <= t <= coalesce(stop_at, start_at + exposure_default_hours).
 -- Grain: one row per (magnesium result, drug class of seed drug_classes).
--- Linear and portable (portable-sql.md rule 10): per class and patient, one time-ordered union of
+-- Linear and portable (docs/portable-sql.md rule 10): per class and patient, one time-ordered union of
 -- order starts and magnesium results; a result is exposed when the running maximum of the
 -- exposure ends of the orders started at or before t reaches t (orders sort before results at
 -- equal times, so a start at exactly t counts).

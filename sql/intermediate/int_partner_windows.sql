@@ -1,18 +1,16 @@
--- int_partner_windows: for every index result, whether its partner analyte was measured, and was
--- abnormal, within each co-occurrence window (analysis plan section 4, Windows and Partner rule).
--- Grain: one row per (pair_direction, abnormality, hypocalcemia_definition, index result).
---   pair_direction 'from_mg': index = every MG result (each abnormality definition); partner = the
---     abnormality's results (abnormal = the abnormality's flag). Feeds abnormality_given_hypomg,
---     abnormality_given_normomg and the sensitivity grid (which re-thresholds the index MG value).
+-- int_partner_windows: for every index result, how near its partner analyte was measured, and was
+-- abnormal, and whether its specimen holds one (docs/definitions.md section 4, Windows and Partner rule).
+-- Grain: one row per (pair_direction, abnormality, hypocalcemia_definition, index result); same patient only.
+--   pair_direction 'from_mg': index = every MG result (each definition of param_abnormality_definitions);
+--     partner = the definition's results (abnormal = its flag in int_abnormality_results). Feeds
+--     abnormality_given_hypomg, abnormality_given_normomg and the sensitivity grid.
 --   pair_direction 'to_mg': index = every result abnormal for X; partner = MG results (abnormal =
 --     hypomagnesemia at the configured threshold). Feeds hypomg_given_abnormality.
--- Windows: same_draw = a partner with the same specimen_id, or collected within +/- same_draw_hours;
--- 24h = a partner collected within +/- cooccurrence_hours. Both inclusive; same patient only.
--- Linear and portable (portable-sql.md rule 10): one time-ordered union of the MG results and the
--- abnormality's results per (abnormality, definition, patient) serves both directions; the nearest
--- partner at or before and at or after each index comes from running max/min window functions, so
--- the cost does not grow with the square of a patient's result count. Same-specimen partners come
--- from an aggregate joined back (no second window sort).
+-- nearest_partner_s / nearest_abnormal_partner_s: seconds to the nearest such partner, before or after
+-- (null if none); specimen_partner / specimen_abnormal_partner: one has the index's specimen_id. A window
+-- of param_windows holds the partner if that distance is <= its window_seconds or, where uses_specimen,
+-- the specimen holds one: the readers apply each window row, so any number of windows reads this table.
+-- Linear, portable (docs/portable-sql.md rule 10): one time-ordered union per (definition, patient), running max/min.
 with
 
 mg as (
@@ -21,43 +19,31 @@ mg as (
     from int_lab_flags where analyte = 'MG'
 ),
 
-definitions as (
-    -- a small integer per (abnormality, definition): the sort and grouping keys of 100M+ events
-    -- stay narrow (text keys made the window sort 25% slower at 10M rows); names return at the end
-    select
-        row_number() over (order by d.abnormality, d.hypocalcemia_definition) as definition_id,
-        d.abnormality,
-        nullif(d.hypocalcemia_definition, '') as hypocalcemia_definition,
-        coalesce(d.hypocalcemia_definition, '') as definition_key
-    from ref_abnormality_definitions as d
-),
-
 events as (
-    -- every MG result once per abnormality definition, beside that abnormality's results
+    -- every MG result once per abnormality definition, beside that definition's results; the small
+    -- integer definition_id keeps the sort and grouping keys of 100M+ events narrow
     select d.definition_id, m.patient_id, m.row_id, m.collected_at, epoch(m.collected_at) as at_s, m.specimen_id,
         m.result_id, m.result_id_num,
         1 as is_mg, m.is_hypomagnesemia as is_low,
         m.value_canonical as index_mg_mmol_l, m.is_hypomagnesemia, m.is_normomagnesemia
-    from mg as m cross join definitions as d
+    from mg as m cross join param_abnormality_definitions as d
     union all
-    select d.definition_id, a.patient_id, a.row_id, a.collected_at, epoch(a.collected_at), a.specimen_id,
+    select a.definition_id, a.patient_id, a.row_id, a.collected_at, epoch(a.collected_at), a.specimen_id,
         a.result_id, a.result_id_num,
         0, a.is_abnormal,
         cast(null as double), false, false
     from int_abnormality_results as a
-    join definitions as d on d.abnormality = a.abnormality and d.definition_key = coalesce(a.hypocalcemia_definition, '')
 ),
 
 specimen_events as (
     -- the same union, only what the same-specimen rule needs; read from the tables again rather
     -- than from `events`, which a second reference would make the engine materialize whole
     select d.definition_id, f.patient_id, f.specimen_id, 1 as is_mg, f.is_hypomagnesemia as is_low
-    from int_lab_flags as f cross join definitions as d
+    from int_lab_flags as f cross join param_abnormality_definitions as d
     where f.analyte = 'MG' and f.specimen_id is not null
     union all
-    select d.definition_id, a.patient_id, a.specimen_id, 0, a.is_abnormal
+    select a.definition_id, a.patient_id, a.specimen_id, 0, a.is_abnormal
     from int_abnormality_results as a
-    join definitions as d on d.abnormality = a.abnormality and d.definition_key = coalesce(a.hypocalcemia_definition, '')
     where a.specimen_id is not null
 ),
 
@@ -127,23 +113,12 @@ final as (
         w.index_mg_mmol_l,
         w.is_hypomagnesemia,
         w.is_normomagnesemia,
-        coalesce(
-            (w.specimen_id is not null and w.specimen_partners = 1)
-            or w.at_s - w.partner_before_s <= p.same_draw_seconds
-            or w.partner_after_s - w.at_s <= p.same_draw_seconds, false) as measured_same_draw,
-        coalesce(
-            (w.specimen_id is not null and w.specimen_abnormal_partners = 1)
-            or w.at_s - w.abnormal_before_s <= p.same_draw_seconds
-            or w.abnormal_after_s - w.at_s <= p.same_draw_seconds, false) as abnormal_same_draw,
-        coalesce(
-            w.at_s - w.partner_before_s <= p.cooccurrence_seconds
-            or w.partner_after_s - w.at_s <= p.cooccurrence_seconds, false) as measured_24h,
-        coalesce(
-            w.at_s - w.abnormal_before_s <= p.cooccurrence_seconds
-            or w.abnormal_after_s - w.at_s <= p.cooccurrence_seconds, false) as abnormal_24h
+        least(w.at_s - w.partner_before_s, w.partner_after_s - w.at_s) as nearest_partner_s,
+        least(w.at_s - w.abnormal_before_s, w.abnormal_after_s - w.at_s) as nearest_abnormal_partner_s,
+        coalesce(w.specimen_id is not null and w.specimen_partners = 1, false) as specimen_partner,
+        coalesce(w.specimen_id is not null and w.specimen_abnormal_partners = 1, false) as specimen_abnormal_partner
     from indexed as w
-    join definitions as d on d.definition_id = w.definition_id
-    cross join params as p
+    inner join param_abnormality_definitions as d on d.definition_id = w.definition_id
 )
 
 select * from final

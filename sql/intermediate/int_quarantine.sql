@@ -1,5 +1,5 @@
 -- int_quarantine: every quarantined input row, labs and medications, with its one reason
--- (analysis plan section 2). Grain: one row per quarantined input row, malformed lines of a text
+-- (docs/definitions.md section 2). Grain: one row per quarantined input row, malformed lines of a text
 -- file included (reason malformed_row, with ingest's parse_error; their other fields are null).
 -- Row-level: exported only to the run's restricted/quarantine.parquet, never into shared outputs.
 with

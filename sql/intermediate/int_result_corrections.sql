@@ -1,5 +1,5 @@
 -- int_result_corrections: every lab result replaced by a later extract (incremental loads; analysis
--- plan section 2, Row accounting: nothing is lost, a correction is recorded beside what it replaced).
+-- docs/definitions.md section 2, Row accounting: nothing is lost, a correction is recorded beside what it replaced).
 -- Grain: one row per superseded input row, beside the row that replaced it (the last row, in load
 -- order, with the same source result_id). Row-level: restricted/corrections.parquet only.
 with

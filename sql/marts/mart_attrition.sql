@@ -1,5 +1,5 @@
 -- mart_attrition: rows and patients at each step from input to analysis (STYLE.md: an attrition
--- table at each step; analysis plan sections 2 and 4). Grain: one row per step, in step order.
+-- table at each step; docs/definitions.md sections 2 and 4). Grain: one row per step, in step order.
 with
 
 steps as (
@@ -21,8 +21,10 @@ steps as (
     union all
     select 6, 'hypomagnesemia results with potassium measured within the co-occurrence window',
         count(*), count(distinct patient_id)
-    from int_partner_windows
-    where pair_direction = 'from_mg' and abnormality = 'hypokalemia' and is_hypomagnesemia and measured_24h
+    from int_partner_windows as pw
+    cross join params as p
+    where pw.pair_direction = 'from_mg' and pw.abnormality = 'hypokalemia' and pw.is_hypomagnesemia
+        and pw.nearest_partner_s <= p.cooccurrence_seconds
 )
 
 select step_order, step, cast(row_count as bigint) as row_count, cast(patient_count as bigint) as patient_count

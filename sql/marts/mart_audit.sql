@@ -1,10 +1,10 @@
--- mart_audit: magnesium-check audit counts in hypokalemia episodes (analysis plan section 5,
+-- mart_audit: magnesium-check audit counts in hypokalemia episodes (docs/definitions.md section 5,
 -- Measures), for quality teams. Grain: one row per (grouping, group): grouping 'overall' (one row),
 -- 'month' (month of episode start), 'severity' (mild / moderate / severe) and 'care_unit' (where
 -- the input has one). Measures: mg_checked / episodes; mg_repleted / low_mg_episodes;
 -- refractory_mg_checked / refractory_episodes. Rates and intervals are added in analyse.py.
 -- Care units are free text: a unit appears under its own name only where it holds episodes of at
--- least params.min_cell_size distinct patients; rarer units are grouped as 'other' (plan section 7),
+-- least params.min_cell_size distinct patients; rarer units are grouped as 'other' (docs/definitions.md section 7),
 -- so a rare unit's name (which could identify someone) never reaches a shared output. With
 -- min_cell_size = 0 nothing is grouped.
 with

@@ -1,5 +1,5 @@
 -- mart_exposures: hypomagnesemia among magnesium results, exposed vs not exposed to each drug class
--- at collection time (analysis plan section 6). Grain: one row per drug class (seed drug_classes),
+-- at collection time (docs/definitions.md section 6). Grain: one row per drug class (seed drug_classes),
 -- always all classes present.
 with
 

@@ -1,4 +1,4 @@
--- mart_row_accounting: what happened to every input row, per source file (analysis plan section 2,
+-- mart_row_accounting: what happened to every input row, per source file (docs/definitions.md section 2,
 -- Row accounting). Grain: one row per (table, source file). Invariant, checked by validation:
 -- rows_read = rows_loaded + rows_out_of_scope + rows_quarantined + rows_superseded (the last is
 -- non-zero only where a later extract corrected a result of this file). rows_read counts every

@@ -1,4 +1,4 @@
--- stg_lab_rows: the fate of every lab row read (analysis plan sections 1.1, 2 and "Row accounting").
+-- stg_lab_rows: the fate of every lab row read (docs/definitions.md sections 1.1, 2 and "Row accounting").
 -- Grain: one row per input lab row (raw_labs), so read = loaded + out_of_scope + quarantined
 -- (+ superseded) by construction. Each row gets status 'loaded', 'out_of_scope', 'quarantined' or
 -- 'superseded' and, if quarantined, exactly one reason, the first in the plan's order:
@@ -8,7 +8,7 @@
 -- Superseded (incremental loads): a row whose source result_id appears again in a later file is
 -- replaced by that correction (int_result_corrections records both); result ids that were not
 -- given (row positions) never supersede anything.
--- Decisions where the plan is silent (README "Definitions"): scope is decided first, so a row of an
+-- Decisions where the plan is silent (docs/definitions.md): scope is decided first, so a row of an
 -- analyte or fluid the analysis does not use is out of scope whatever else is wrong with it; a
 -- timestamp with a UTC offset is bad_timestamp (the pipeline works in naive local time).
 -- Whitespace: every text field loses the characters of params.whitespace_chars (spaces, tabs,

@@ -1,4 +1,4 @@
--- stg_medication_rows: the fate of every medication row read (analysis plan sections 1.2, 2 and 6).
+-- stg_medication_rows: the fate of every medication row read (docs/definitions.md sections 1.2, 2 and 6).
 -- Grain: one row per input medication row (raw_medications); read = loaded + quarantined.
 -- Quarantine reasons, first in this order: malformed_row (a malformed line of a text file:
 -- raw_medications.parse_error set by ingest, every field null); missing_patient_id; bad_timestamp

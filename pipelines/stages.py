@@ -1,0 +1,64 @@
+"""The stages of a run, in order: the one table that the Prefect flow (pipelines/flows.py) and
+`hypomag validate` both follow.
+
+Each stage is a step of pipelines/steps.py, followed by the Great Expectations suites whose
+`meta.stage` names the stage (expectations/*.json), or by none. A run prepares, goes through the
+table, then writes its outputs and publishes them; `hypomag validate` goes through the same table
+up to the last validation, in a temporary database, and publishes nothing.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from pipelines import steps
+from pipelines.run_spec import RunSpec
+from pipelines.steps import Run
+from pipelines.validate import blocking_failures
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a run and the validation stage (suites' meta.stage) that checks what it built."""
+
+    name: str
+    step: Callable[[Run], Run]
+    validation: str | None
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("ingest", steps.ingest_step, validation="ingest"),  # the raw input tables as read
+    Stage("normalise", steps.normalise_step, validation="normalise"),  # every row's fate, canonical units
+    Stage("flag", steps.flag_step, validation=None),  # abnormality flags, partner windows
+    Stage("analyse", steps.analyse_step, validation="analyse"),  # the marts' invariants and rates
+)
+
+
+def validation_stages() -> tuple[str, ...]:
+    """The validation stages in run order: every suite's meta.stage is one of them."""
+    return tuple(s.validation for s in STAGES if s.validation)
+
+
+def validate_only(spec: RunSpec) -> dict[str, Any]:
+    """`hypomag validate`: the run's stages up to the last validation, in a temporary database.
+
+    Publishes nothing and writes no outputs. Stops after the first validation stage with a
+    blocking failure (later stages would check broken data); returns validation.json's content.
+    """
+    last = max(i for i, s in enumerate(STAGES) if s.validation)
+    with tempfile.TemporaryDirectory(prefix="hypomag-validate-") as tmp:
+        scratch = replace(spec, db_path=Path(tmp) / "validate.duckdb", out_dir=Path(tmp) / "out", incremental=False)
+        run = Run.start(scratch)
+        try:
+            steps.prepare(run)
+            for stage in STAGES[:last + 1]:
+                stage.step(run)
+                if stage.validation:
+                    summaries = steps.check_stage(run, stage.validation)
+                    if any(blocking_failures(s) for s in summaries):
+                        break
+        finally:
+            steps.abandon(run)
+    return run.validation
