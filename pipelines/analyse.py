@@ -7,6 +7,8 @@ aggregate marts, never row-level tables, so nothing it returns identifies a pati
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -20,6 +22,12 @@ from pipelines.suppression import suppress
 SCHEMA_VERSION = 1
 DIRECTIONS = ("abnormality_given_hypomg", "hypomg_given_abnormality", "abnormality_given_normomg")
 LEVELS = ("result", "patient")
+# The sensitivity grid's directions and the mart that counts each (result level).
+SENSITIVITY_MARTS = (("abnormality_given_hypomg", "mart_sensitivity"),
+                     ("hypomg_given_abnormality", "mart_sensitivity_given_abnormality"))
+# The seed cooccurrence_windows' width_setting of the co-occurrence window, published by its hours.
+COOCCURRENCE_SETTING = "windows.cooccurrence_hours"
+SECONDS_PER_HOUR = 3600.0
 
 
 def references_for(direction: str, abnormality: str) -> list[dict[str, Any]]:
@@ -53,9 +61,36 @@ def abnormality_names(con: duckdb.DuckDBPyConnection) -> list[str]:
                                       "GROUP BY abnormality ORDER BY min(definition_id)").fetchall()]
 
 
-def window_names(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The co-occurrence windows of the seed cooccurrence_windows, in seed order (narrowest first)."""
-    return [r[0] for r in con.execute("SELECT window_name FROM param_windows ORDER BY window_id").fetchall()]
+@dataclass(frozen=True)
+class Window:
+    """A row of param_windows as results.json publishes it.
+
+    `key` is the name the marts use (the seed's window_name); `name` the published one: the
+    co-occurrence window (width from windows.cooccurrence_hours) is named by its hours ("24h",
+    "48h", "12.5h"), so the label always states the width the run used; other windows keep the seed's
+    name. `hours` is the width the run used: the [windows] setting itself, or the seed's fixed hours.
+    """
+
+    key: str
+    name: str
+    hours: float
+
+
+def windows(con: duckdb.DuckDBPyConnection, config: Config) -> list[Window]:
+    """The windows of param_windows in their order (narrowest first), with published names and hours."""
+    settings = {f"windows.{f.name}": getattr(config.windows, f.name) for f in dataclasses.fields(config.windows)}
+    seed = {(r.get("window_name") or "").strip(): (r.get("width_setting") or "").strip()
+            for r in read_seed("cooccurrence_windows")}
+    table = con.execute("SELECT window_name, window_seconds FROM param_windows ORDER BY window_id").fetchall()
+    out = []
+    for key, seconds in table:
+        setting = seed.get(key, "")
+        hours = float(settings[setting]) if setting in settings else seconds / SECONDS_PER_HOUR
+        name = f"{hours:g}h" if setting == COOCCURRENCE_SETTING else key
+        if name != key and any(name == other for other, _ in table):
+            name = key  # another window already bears that name: keep the seed's, window_hours tells the width
+        out.append(Window(key, name, hours))
+    return out
 
 
 def cooccurrence_counts(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str, str], dict[str, Any]]:
@@ -67,23 +102,18 @@ def cooccurrence_counts(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, 
 
 
 def cooccurrence_rows(marts: dict, min_cell: int, abnormalities: list[str],
-                      windows: list[str]) -> list[dict[str, Any]]:
+                      windows_: list[Window]) -> list[dict[str, Any]]:
     """One results.json `cooccurrence` row per abnormality x direction x window x level, in that order."""
     out = []
     for abnormality in abnormalities:
         for direction in DIRECTIONS:
-            for window in windows:
+            for window in windows_:
                 for level in LEVELS:
-                    m = marts[(abnormality, direction, window, level)]
+                    m = marts[(abnormality, direction, window.key, level)]
                     num, den, idx = m["numerator"], m["denominator"], m["index_count"]
-                    row = {"abnormality": abnormality, "direction": direction, "window": window,
-                           "level": level, **proportion(num, den, min_cell)}
-                    tested = None
-                    if direction == "hypomg_given_abnormality":
-                        tested = den / idx if idx else None
-                        if row["suppressed"] or is_small_cell(den, idx, min_cell):
-                            tested = None
-                    row["mg_tested_fraction"] = tested
+                    row = {"abnormality": abnormality, "direction": direction, "window": window.name,
+                           "window_hours": window.hours, "level": level, **proportion(num, den, min_cell)}
+                    row.update(mg_tested(direction, num, den, idx, min_cell))
                     row["references"] = [
                         {"set": ref["set"], "value": ref["value"],
                          "p_value": None if row["suppressed"] else binomial_p_value(num, den, ref["value"])}
@@ -93,46 +123,69 @@ def cooccurrence_rows(marts: dict, min_cell: int, abnormalities: list[str],
     return out
 
 
+def mg_tested(direction: str, numerator: int, denominator: int, index_count: int,
+              min_cell: int) -> dict[str, Any]:
+    """mg_tested_fraction (denominator / index results) of a hypomg_given_abnormality row, and whether
+    it is withheld: with its row, or on its own when index - denominator is a small cell. Other
+    directions, and rows without index results, have no fraction (null) and nothing withheld."""
+    if direction != "hypomg_given_abnormality" or not index_count:
+        return {"mg_tested_fraction": None, "mg_tested_suppressed": False}
+    withheld = (is_small_cell(numerator, denominator, min_cell)
+                or is_small_cell(denominator, index_count, min_cell))
+    return {"mg_tested_fraction": None if withheld else denominator / index_count,
+            "mg_tested_suppressed": withheld}
+
+
 def _order(row: dict[str, Any]) -> dict[str, Any]:
-    keys = ("abnormality", "direction", "window", "level", "numerator", "denominator", "prevalence",
-            "ci_low", "ci_high", "mg_tested_fraction", "references", "suppressed")
+    keys = ("abnormality", "direction", "window", "window_hours", "level", "numerator", "denominator",
+            "prevalence", "ci_low", "ci_high", "mg_tested_fraction", "mg_tested_suppressed", "references",
+            "suppressed")
     return {k: row[k] for k in keys}
 
 
 def prevalence_ratio_rows(counts: dict, min_cell: int, abnormalities: list[str],
-                          windows: list[str]) -> list[dict[str, Any]]:
+                          windows_: list[Window]) -> list[dict[str, Any]]:
     """Hypo- vs normomagnesemia prevalence of each abnormality, Katz log 95% interval."""
     out = []
     for abnormality in abnormalities:
-        for window in windows:
+        for window in windows_:
             for level in LEVELS:
-                hypo = counts[(abnormality, "abnormality_given_hypomg", window, level)]
-                normo = counts[(abnormality, "abnormality_given_normomg", window, level)]
+                hypo = counts[(abnormality, "abnormality_given_hypomg", window.key, level)]
+                normo = counts[(abnormality, "abnormality_given_normomg", window.key, level)]
                 suppressed = is_small_cell(hypo["numerator"], hypo["denominator"], min_cell) or is_small_cell(
                     normo["numerator"], normo["denominator"], min_cell
                 )
                 ratio, low, high = (None, None, None) if suppressed else katz_ratio(
                     hypo["numerator"], hypo["denominator"], normo["numerator"], normo["denominator"]
                 )
-                out.append({"abnormality": abnormality, "window": window, "level": level, "ratio": ratio,
-                            "ci_low": low, "ci_high": high, "suppressed": suppressed})
+                out.append({"abnormality": abnormality, "window": window.name, "window_hours": window.hours,
+                            "level": level, "ratio": ratio, "ci_low": low, "ci_high": high,
+                            "suppressed": suppressed})
     return out
 
 
-def sensitivity_rows(con: duckdb.DuckDBPyConnection, min_cell: int) -> list[dict[str, Any]]:
+def sensitivity_rows(con: duckdb.DuckDBPyConnection, min_cell: int,
+                     windows_: list[Window]) -> list[dict[str, Any]]:
+    """The sensitivity grid at result level, one direction after the other (SENSITIVITY_MARTS):
+    abnormality x calcium definition x Mg threshold x window, each cell a rate with its Wilson interval."""
+    by_key = {w.key: w for w in windows_}
     out = []
-    for m in rows(
-        con,
-        "SELECT s.* FROM mart_sensitivity AS s JOIN param_windows AS w ON w.window_name = s.window_name "
-        "ORDER BY s.abnormality, s.hypocalcemia_definition NULLS FIRST, s.threshold_mg_dl, w.window_id",
-    ):
-        out.append({
-            "abnormality": m["abnormality"],
-            "mg_threshold_mg_dl": m["threshold_mg_dl"],
-            "window": m["window_name"],
-            "hypocalcemia_definition": m["hypocalcemia_definition"],
-            **proportion(m["numerator"], m["denominator"], min_cell),
-        })
+    for direction, mart in SENSITIVITY_MARTS:
+        for m in rows(
+            con,
+            f"SELECT s.* FROM {mart} AS s JOIN param_windows AS w ON w.window_name = s.window_name "
+            "ORDER BY s.abnormality, s.hypocalcemia_definition NULLS FIRST, s.threshold_mg_dl, w.window_id",
+        ):
+            window = by_key[m["window_name"]]
+            out.append({
+                "abnormality": m["abnormality"],
+                "direction": direction,
+                "mg_threshold_mg_dl": m["threshold_mg_dl"],
+                "window": window.name,
+                "window_hours": window.hours,
+                "hypocalcemia_definition": m["hypocalcemia_definition"],
+                **proportion(m["numerator"], m["denominator"], min_cell),
+            })
     return out
 
 
@@ -176,7 +229,9 @@ def store_proportions(con: duckdb.DuckDBPyConnection, results: dict[str, Any]) -
         "ci_low DOUBLE, ci_high DOUBLE, suppressed BOOLEAN)"
     )
     rows = [("cooccurrence", *(r[k] for k in PROPORTION_COLUMNS[1:])) for r in results["cooccurrence"]]
-    rows += [("sensitivity", r["abnormality"], r["hypocalcemia_definition"], r["window"], str(r["mg_threshold_mg_dl"]),
+    # a sensitivity cell's `level` is its grid position: the Mg threshold, and the calcium definition if any
+    rows += [("sensitivity", r["abnormality"], r["direction"], r["window"],
+              "/".join(str(v) for v in (r["mg_threshold_mg_dl"], r["hypocalcemia_definition"]) if v is not None),
               *(r[k] for k in PROPORTION_COLUMNS[5:])) for r in results["sensitivity"]]
     if rows:
         con.executemany(f"INSERT INTO res_proportions VALUES ({', '.join('?' for _ in PROPORTION_COLUMNS)})", rows)
@@ -198,14 +253,14 @@ def build_results(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, A
 
 def _document(con: duckdb.DuckDBPyConnection, config: Config, min_cell: int) -> dict[str, Any]:
     marts = cooccurrence_counts(con)
-    abnormalities, windows = abnormality_names(con), window_names(con)
+    abnormalities, windows_ = abnormality_names(con), windows(con, config)
     return {
         "schema_version": SCHEMA_VERSION,
         "parameters": config.to_dict(),
         "counts": counts(con),
-        "cooccurrence": cooccurrence_rows(marts, min_cell, abnormalities, windows),
-        "prevalence_ratios": prevalence_ratio_rows(marts, min_cell, abnormalities, windows),
-        "sensitivity": sensitivity_rows(con, min_cell),
+        "cooccurrence": cooccurrence_rows(marts, min_cell, abnormalities, windows_),
+        "prevalence_ratios": prevalence_ratio_rows(marts, min_cell, abnormalities, windows_),
+        "sensitivity": sensitivity_rows(con, min_cell, windows_),
         "audit": audit(con, min_cell),
         "exposures": exposures(con, min_cell),
         # Additions to schema_version 1 (the contract allows adding): the report's other charts.

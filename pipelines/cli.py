@@ -4,6 +4,11 @@ Every error ends as one line on standard error and the contract's exit code (no 
 traceback only with `hypomag --debug ...`): user, path and environment errors (bad config,
 missing file or column, unsafe --out/--db, no permission, a full disk) exit 2; a blocking
 expectation failure exits 1; SIGINT and SIGTERM stop the run cleanly with 130 and 143.
+
+A run's console says what the outputs say: a first line (what runs, on what, where it writes), one
+line per step with its figures (the hypomag logger), a progress display on a terminal, and a summary
+naming every warning of validation.json and every history flag beside the output paths. Prefect's
+and GX's own INFO lines show only with `hypomag --verbose ...`.
 """
 from __future__ import annotations
 
@@ -11,12 +16,16 @@ import json
 import logging
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.text import Text
 
 from pipelines.config import defaults_toml, load_config
 from pipelines.errors import InputError, Stopped, classify
@@ -31,19 +40,25 @@ app = typer.Typer(
     no_args_is_help=True,
     help="hypomag: hypomagnesemia and its co-occurring electrolyte abnormalities in lab data.",
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: a flag shows as `--incremental`, not `--incremental <bool>`
 )
 err = Console(stderr=True)
 out = Console()
 
 SOURCE_HELP = "Input layout: generic (labs + medications CSV/Parquet), mimic-iv or omop."
 DEBUG = False  # `hypomag --debug`: tracebacks in logs and on errors
+VERBOSE = False  # `hypomag --verbose`: Prefect's and GX's own INFO lines too
 
 
 @app.callback()
-def _options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors (for bug reports).")) -> None:
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors (for bug reports)."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show Prefect's and Great Expectations' own log lines "
+                                 "too (each task run's state, links to Prefect's temporary API)."),
+) -> None:
     """hypomag: hypomagnesemia and its co-occurring electrolyte abnormalities in lab data."""
-    global DEBUG
-    DEBUG = debug
+    global DEBUG, VERBOSE
+    DEBUG, VERBOSE = debug, verbose
 
 
 class _NoUserErrorTracebacks(logging.Filter):
@@ -73,36 +88,219 @@ def _preflight(spec: RunSpec) -> None:
         raise InputError(f"{spec.input_dir}: input folder not found")
 
 
-def _run_flow(spec: RunSpec) -> Path:
+# Loggers whose INFO lines are Prefect's and GX's own bookkeeping, shown only with --verbose: each task
+# run's final state, the flow run's "View at http://127.0.0.1:..." link to the temporary API, GX's
+# temporary documentation site. Their warnings and errors always show.
+CHATTY_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "great_expectations.data_context.types.base")
+# A step shows a progress display (on a terminal only) once it has run this long.
+SLOW_STEP_SECONDS = 2.0
+
+
+class _WarningsAndRetries(logging.Filter):
+    """Passes warnings, errors and Prefect's retry notices (INFO, but news to an operator)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "Retry" in str(record.msg)
+
+
+_NOT_VERBOSE = _WarningsAndRetries()
+
+
+def console_logging(verbose: bool) -> None:
+    """Without --verbose, CHATTY_LOGGERS pass only warnings, errors and retries; with it, everything.
+
+    A filter on each logger, not a level: Prefect sets its loggers' levels from its logging
+    configuration when it is imported (PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL and the like),
+    and GX sets its logger to INFO when imported; a filter stays whatever runs later. The hypomag
+    logger's lines are not touched.
+    """
+    for name in CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if verbose:
+            logger.removeFilter(_NOT_VERBOSE)
+        else:
+            logger.addFilter(_NOT_VERBOSE)
+
+
+def _announce(command: str, spec: RunSpec) -> None:
+    """The first line, before any slow import: what runs, on what, and where it will write."""
+    what = f"{spec.source} inbox" if spec.incremental else f"{spec.source} input"
+    outputs = (f"{spec.out_dir.absolute()}/<run date>/ (with latest and index.html)" if spec.incremental
+               else str(spec.out_dir.absolute()))
+    params = f"parameters {spec.config_path}" if spec.config_path else "default parameters"
+    out.print(f"hypomag {command}: {what} {spec.input_dir.absolute()} -> database {spec.db_path.absolute()}, "
+              f"outputs {outputs}; {params}", markup=False, highlight=False, soft_wrap=True)
+
+
+class _StepDisplay(logging.Handler):
+    """On a terminal, a one-line progress display under the log lines: the step under way (and the model
+    it builds), with its seconds, once it has run SLOW_STEP_SECONDS. It reads the flow's progress
+    records (logger hypomag.progress: a step's start and end, each model's start); it is gone when the
+    run ends. Log lines of the console handlers it diverts print above it."""
+
+    def __init__(self, console: Console, step: str) -> None:
+        super().__init__()
+        self.console = console
+        self.step, self.detail, self.since = step, "", time.monotonic()
+        self.spinner = Spinner("dots")
+        self.live = Live(console=console, get_renderable=self._render, transient=True, refresh_per_second=4,
+                         redirect_stdout=False, redirect_stderr=False)
+        self.diverted: list[tuple[logging.Handler, logging.Filter]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if hasattr(record, "step"):  # a step starts (its name) or ends ("")
+            self.step, self.detail, self.since = record.step, "", time.monotonic()
+        else:
+            self.detail = record.getMessage()
+
+    def _render(self) -> Text | Spinner:
+        seconds = time.monotonic() - self.since
+        if not self.step or seconds < SLOW_STEP_SECONDS:
+            return Text("", end="")
+        detail = f" ({self.detail})" if self.detail else ""
+        self.spinner.update(text=Text(f"{self.step}{detail}: {seconds:.0f} s", style="dim"))
+        return self.spinner
+
+    def divert_console_handlers(self) -> None:
+        """Print the root logger's console handlers' lines (Prefect's, and the hypomag logger's through
+        them) above the display instead of through it."""
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stderr, sys.__stderr__):
+                divert = _PrintAbove(handler, self.console)
+                handler.addFilter(divert)
+                self.diverted.append((handler, divert))
+
+    def __enter__(self) -> "_StepDisplay":
+        logging.getLogger("hypomag.progress").addHandler(self)
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.stop()
+        logging.getLogger("hypomag.progress").removeHandler(self)
+        for handler, divert in self.diverted:
+            handler.removeFilter(divert)
+
+
+class _PrintAbove(logging.Filter):
+    """Diverts a console handler's records through the progress display's console, so that each line
+    is printed above the display instead of through it."""
+
+    def __init__(self, handler: logging.Handler, console: Console) -> None:
+        super().__init__()
+        self.handler, self.console = handler, console
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        style = "yellow" if record.levelno == logging.WARNING else "red" if record.levelno > logging.WARNING else ""
+        self.console.print(Text(self.handler.format(record), style=style), soft_wrap=True)
+        return False
+
+
+class _NoDisplay:
+    """Piped or logged output (and tests): plain lines, no control characters, no display."""
+
+    def divert_console_handlers(self) -> None:
+        pass
+
+    def __enter__(self) -> "_NoDisplay":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _progress(step: str) -> _StepDisplay | _NoDisplay:
+    """The progress display while a run starts and runs, on a terminal only; `step` names the start."""
+    return _StepDisplay(err, step) if sys.stderr.isatty() else _NoDisplay()
+
+
+def _run_flow(command: str, spec: RunSpec) -> Path:
     """Run the Prefect flow on `spec`; returns the folder its outputs were published to."""
+    _announce(command, spec)
     check_paths(spec.input_dir, spec.db_path, spec.out_dir, spec.incremental)  # before anything; prepare checks again
     api = TemporaryApi.launch()  # boots on the other core while the imports below run
     _preflight(spec)
-    from pipelines.flows import hypomag_pipeline  # deferred: Prefect's import (seconds) overlaps the API's boot
+    console_logging(VERBOSE)
+    with _progress("starting Prefect and Great Expectations") as display:
+        from pipelines.flows import hypomag_pipeline  # deferred: Prefect's import (seconds) overlaps the API's boot
 
-    warm_up()
-    _quiet_user_errors()
-    with prefect_api(api):
-        published = hypomag_pipeline(**spec.to_params())
+        _quiet_user_errors()
+        display.divert_console_handlers()  # Prefect's console handler exists once Prefect is imported
+        warm_up()
+        with prefect_api(api):
+            published = hypomag_pipeline(**spec.to_params())
     return Path(published)
 
 
-def _summary(published: Path) -> None:
+# Failed warnings (non-blocking expectations) in the summary's words; any other id is named with its
+# description.
+WARNING_WORDS = {
+    "results_not_in_future": "{n} results after the extract date",
+    "meds_start_before_stop": "{n} orders stop before they start",
+    "labs_patient_id_present": "{n} lab rows name no patient",
+    "meds_patient_id_present": "{n} medication orders name no patient",
+    "labs_not_empty": "the labs file has no rows",
+}
+
+
+def data_quality_warnings(validation: dict[str, Any]) -> list[dict[str, Any]]:
+    """The expectations that failed without blocking the run (validation.json), in run order."""
+    return [e for suite in validation["suites"] for e in suite["expectations"] if not e["success"] and not e["blocking"]]
+
+
+def _warning_text(e: dict[str, Any]) -> str:
+    """One failed warning in a few words with its figure, and its id (to find it in validation.json)."""
+    n = "some" if e["unexpected_count"] is None else f"{e['unexpected_count']:,}"
+    if e.get("error"):
+        words = f"could not be checked ({e['error']})"
+    elif e["id"] in WARNING_WORDS:
+        words = WARNING_WORDS[e["id"]].format(n=n)
+    else:
+        words = f"{n} unexpected: {e['description'].split(' (')[0]}"
+    return f"{words} [{e['id']}]"
+
+
+def _flag_text(f: dict[str, Any]) -> str:
+    return (f"{f['measure']} {100 * f['rate']:.1f}% is outside the previous run's 95% interval "
+            f"{100 * f['previous_ci_low']:.1f}-{100 * f['previous_ci_high']:.1f}%")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _summary(published: Path, seconds: float) -> None:
+    """The run's end: its counts, every warning that fired (data quality, history), the output paths."""
     results = json.loads((published / "results.json").read_text())
+    validation = json.loads((published / "validation.json").read_text())
     small = f"<{results['parameters']['privacy']['min_cell_size']}"
     c = {k: small if v is None else f"{v:,}" for k, v in results["counts"].items()}  # null = suppressed
+    say = dict(markup=False, highlight=False, soft_wrap=True)
     out.print(
-        f"[bold green]hypomag finished.[/] Lab rows read {c['lab_rows_read']}, loaded {c['lab_rows_loaded']}, "
+        f"hypomag finished in {seconds:.0f} s. Lab rows read {c['lab_rows_read']}, loaded {c['lab_rows_loaded']}, "
         f"out of scope {c['lab_rows_out_of_scope']}, quarantined {c['lab_rows_quarantined']}; "
-        f"{c['patients']} patients, {c['mg_results']} magnesium results ({c['hypomg_results']} low)."
-    )
-    out.print(f"Report:  {published / 'report.html'}")
+        f"{c['patients']} patients, {c['mg_results']} magnesium results ({c['hypomg_results']} low).", style="green",
+        **say)
+    warned = data_quality_warnings(validation)
+    if warned:
+        out.print(f"{_plural(len(warned), 'data-quality warning')}: {'; '.join(map(_warning_text, warned))}; "
+                  "see validation.json", style="yellow", **say)
+    else:
+        out.print("No data-quality warnings.", **say)
+    flags = results.get("history_flags") or []
+    if flags:
+        out.print(f"{_plural(len(flags), 'history flag')}: {'; '.join(map(_flag_text, flags))}", style="yellow", **say)
+    out.print(f"Report:  {published / 'report.html'}", **say)
     if (published.parent / "index.html").is_file():
-        out.print(f"History: {published.parent / 'index.html'}")
-    out.print(f"Results: {published / 'results.json'}")
+        out.print(f"History: {published.parent / 'index.html'}", **say)
+    out.print(f"Results: {published / 'results.json'}", **say)
+    for name in ("results.csv", "results.parquet"):
+        if (published / name).is_file():
+            out.print(f"Table:   {published / name}", **say)
+    out.print(f"Checks:  {published / 'validation.json'}", **say)
 
 
-@app.command()
+@app.command(short_help="One full run: ingest, validate, normalise, flag, analyse, report")
 def run(
     source: str = typer.Option(..., "--source", help=SOURCE_HELP),
     input_dir: Path = typer.Option(..., "--input", help="Folder holding the input tables."),
@@ -115,22 +313,24 @@ def run(
              "OUT/<run date>/ plus OUT/latest and OUT/index.html."),
 ) -> None:
     """One full run as a Prefect flow: ingest, validate, normalise, flag, analyse, report."""
+    started = time.monotonic()
     spec = RunSpec(source=source, input_dir=input_dir, config_path=config, db_path=db, out_dir=out_dir,
                    incremental=incremental)
-    _summary(_run_flow(spec))
+    _summary(_run_flow("run --incremental" if incremental else "run", spec), time.monotonic() - started)
 
 
-@app.command()
+@app.command(short_help="Run the pipeline on the bundled data_samples/")
 def demo(
     out_dir: Path = typer.Option(Path("out/demo"), "--out", help="Folder for the demo's outputs."),
 ) -> None:
     """Run the pipeline on the bundled data_samples/ with an embedded DuckDB file."""
+    started = time.monotonic()
     spec = RunSpec(source="generic", input_dir=DATA_SAMPLES_DIR, db_path=out_dir.with_name(out_dir.name + ".duckdb"),
                    out_dir=out_dir)
-    _summary(_run_flow(spec))
+    _summary(_run_flow("demo", spec), time.monotonic() - started)
 
 
-@app.command()
+@app.command(short_help="Run every expectation on an input; publish nothing")
 def validate(
     source: str = typer.Option(..., "--source", help=SOURCE_HELP),
     input_dir: Path = typer.Option(..., "--input", help="Folder holding the input tables."),
@@ -156,7 +356,7 @@ def validate(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(short_help="Serve the nightly Prefect deployment hypomag-nightly")
 def serve(
     source: str = typer.Option("generic", "--source", help=SOURCE_HELP),
     input_dir: Path = typer.Option(Path("inbox"), "--input", help="Inbox folder the nightly run reads extracts from."),
@@ -174,7 +374,7 @@ def serve(
     serve_nightly(spec)
 
 
-@app.command()
+@app.command(short_help="Write a synthetic de-identified data set (generic layout)")
 def generate(
     patients: int = typer.Option(..., "--patients", min=1, help="Number of synthetic patients."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same files)."),
@@ -190,7 +390,7 @@ def generate(
         out.print(f"wrote {n:,} rows to {path}")
 
 
-@app.command("config")
+@app.command("config", short_help="Print the default configuration or check a configuration file")
 def config_command(
     defaults: bool = typer.Option(False, "--defaults", help="Print a complete configuration file with every default."),
     check: Optional[Path] = typer.Option(None, "--check", help="Check a configuration file and print its values."),

@@ -12,8 +12,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
+from typing import Any, Callable
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect's client telemetry is off too (and with it its first-run notice, printed through the console)
+os.environ.setdefault("DO_NOT_TRACK", "1")
 # the pipeline's own log lines (each model's rows and seconds, warnings) go where Prefect's go
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "hypomag")
 # A fresh machine's first temporary API migrates its database; give it time (default 20 s).
@@ -26,10 +30,13 @@ from pipelines import steps  # noqa: E402
 from pipelines.errors import HypomagError  # noqa: E402
 from pipelines.publish import pause_point  # noqa: E402
 from pipelines.run_spec import RunSpec  # noqa: E402
-from pipelines.stages import STAGES  # noqa: E402
+from pipelines.stages import STAGES, step_line  # noqa: E402
 from pipelines.steps import Run  # noqa: E402
 
-logging.getLogger("hypomag").setLevel(logging.INFO)
+LOG = logging.getLogger("hypomag")
+LOG.setLevel(logging.INFO)
+# The step under way, for the console's progress display (pipelines/cli.py); not a log line.
+PROGRESS = logging.getLogger("hypomag.progress")
 
 # The run object carries an open DuckDB connection: tasks are never cached or persisted.
 TASK_DEFAULTS = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -84,6 +91,17 @@ def publish(run: Run) -> str:
     return str(steps.publish(run))
 
 
+def _step(name: str, task_fn: Callable[..., Any], run: Run, *args: Any) -> Any:
+    """Run one task, telling the console the step under way and then one line of what it did, in seconds."""
+    PROGRESS.info("%s", name, extra={"step": name})
+    started = time.perf_counter()
+    result = task_fn(run, *args)
+    after = result if isinstance(result, Run) else run  # publish returns the published folder
+    LOG.info("%s: %s in %.1f s", name, step_line(after, name), time.perf_counter() - started)
+    PROGRESS.info("%s done", name, extra={"step": ""})
+    return result
+
+
 DEFAULTS = RunSpec().to_params()
 
 
@@ -102,17 +120,17 @@ def hypomag_pipeline(
                    incremental=incremental)
     run = Run.start(spec)
     try:
-        run = prepare(run)
+        run = _step("prepare", prepare, run)
         for stage in STAGES:
             pause_point(stage.name)  # a test hook (HYPOMAG_TEST_PAUSE_AT); nothing otherwise
-            run = STAGE_TASKS[stage.name](run)
+            run = _step(stage.name, STAGE_TASKS[stage.name], run)
             if stage.validation:
                 pause_point(f"validate_{stage.validation}")
-                run = validate(run, stage.validation)
+                run = _step(f"validate_{stage.validation}", validate, run, stage.validation)
         pause_point("report")
-        run = report(run)
+        run = _step("report", report, run)
         pause_point("publish")
-        return publish(run)
+        return _step("publish", publish, run)
     except BaseException:
         steps.abandon(run)
         raise

@@ -16,6 +16,11 @@ import duckdb
 from pipelines.paths import SQL_DIR
 
 LOG = logging.getLogger("hypomag")
+# The model being built, for the console's progress display (pipelines/cli.py): not a log line, so it
+# reaches no log handler unless the console attaches one.
+PROGRESS = logging.getLogger("hypomag.progress")
+PROGRESS.propagate = False
+PROGRESS.setLevel(logging.INFO)
 
 # normalise: the fate of every input row, canonical units, the quarantine
 NORMALISE_MODELS: tuple[str, ...] = (
@@ -42,6 +47,7 @@ MART_MODELS: tuple[str, ...] = (
     "marts/mart_attrition",
     "marts/mart_cooccurrence",
     "marts/mart_sensitivity",
+    "marts/mart_sensitivity_given_abnormality",
     "marts/mart_audit",
     "marts/mart_exposures",
 )
@@ -77,6 +83,7 @@ def build_models(con: duckdb.DuckDBPyConnection, names: tuple[str, ...] = BUILD_
         sql = model_sql(name)
         kind = "VIEW" if name in VIEWS else "TABLE"
         started = time.perf_counter()
+        PROGRESS.info("model %s", table_name(name))
         try:
             _drop_other_kind(con, table_name(name), kind)
             con.execute(f"CREATE OR REPLACE {kind} {table_name(name)} AS {sql}")

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from pipelines.errors import InputError
+from pipelines.reports.build import history_page
 from pipelines.paths_guard import (OUTPUT_MARKER, STORE_MARKER, db_link_target, is_store, location,
                                    out_link_target, read_marker)
 
@@ -289,10 +290,13 @@ def published_runs(root: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def headline(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The headline rates: low Mg among each abnormality (24 h, result level) and the Mg-check rate."""
+    """The headline rates: low Mg among each abnormality (co-occurrence window, result level) and the
+    Mg-check rate. The co-occurrence window is the last, widest window of the rows (pipelines/db.py
+    window_rows), whatever its name: "24h" by default, named by the run's hours."""
     out = {}
+    window = next((r["window"] for r in reversed(results["cooccurrence"]) if r["window"] != "same_draw"), None)
     for row in results["cooccurrence"]:
-        if (row["direction"] == "hypomg_given_abnormality" and row["window"] == "24h" and row["level"] == "result"
+        if (row["direction"] == "hypomg_given_abnormality" and row["window"] == window and row["level"] == "result"
                 and row["abnormality"] in HEADLINE_ABNORMALITIES):
             out[f"low Mg among {row['abnormality']}"] = {k: row[k] for k in ("prevalence", "ci_low", "ci_high")}
     audit = results["audit"]["overall"]
@@ -319,49 +323,10 @@ def history_flags(previous: dict[str, Any] | None, current: dict[str, Any]) -> l
 def write_index(root: Path, dest: Path | None = None) -> None:
     """ROOT/index.html (or `dest`): every run published under ROOT and the headline trend across runs.
 
-    Aggregates only; links are relative to ROOT (`<run>/report.html`, `latest/report.html`).
+    Aggregates only; links are relative to ROOT (`<run>/report.html`, `latest/report.html`). The
+    page is rendered by the report's templates, so it shares their palette, styles and safety.
     """
-    import html
-
-    import plotly.graph_objects as go
-    from plotly.offline import get_plotlyjs
-
-    runs = published_runs(root)
-    fig = go.Figure()
-    symbols = ["circle", "square", "diamond", "triangle-up", "x"]
-    names = list(headline(runs[-1][1])) if runs else []
-    for i, name in enumerate(names):
-        xs = [r for r, _ in runs]
-        ys = [headline(res).get(name, {}).get("prevalence") for _, res in runs]
-        fig.add_trace(go.Scatter(x=xs, y=ys, name=name, mode="lines+markers", marker={"symbol": symbols[i % 5], "size": 8}))
-    fig.update_layout(title="Headline rates across published runs", xaxis={"title": "run", "type": "category"},
-                      yaxis={"title": "rate (%)", "tickformat": ".0%", "range": [0, 1]}, height=420,
-                      template="plotly_white")
-    rows = []
-    for name, res in reversed(runs):
-        flags = res.get("history_flags") or []
-        flag_text = "; ".join(f"{f['measure']} {100 * f['rate']:.1f}% outside {100 * f['previous_ci_low']:.1f}"
-                              f"&ndash;{100 * f['previous_ci_high']:.1f}%" for f in flags)
-        c = res["counts"]
-        rows.append(f"<tr><td><a href='{html.escape(name)}/report.html'>{html.escape(name)}</a></td>"
-                    f"<td class='num'>{'' if c['lab_rows_read'] is None else format(c['lab_rows_read'], ',')}</td>"
-                    f"<td class='num'>{'' if c['mg_results'] is None else format(c['mg_results'], ',')}</td>"
-                    f"<td>{'&#9888; ' + flag_text if flags else ''}</td></tr>")
-    page = (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>hypomag runs</title>"
-        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; script-src 'unsafe-inline' "
-        "'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:\">"
-        "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:1rem 2rem}"
-        "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:.2rem .5rem}td.num{text-align:right}</style>"
-        "</head><body><h1>hypomag: published runs</h1><p><a href='latest/report.html'>Latest report</a></p>"
-        f"<div id='history-trend' class='hm-chart' style='min-height:420px'></div>"
-        "<p>Flagged: a headline rate outside the previous run's 95% interval.</p>"
-        "<table><thead><tr><th>run</th><th>lab rows read</th><th>Mg results</th><th>flags</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-        f"<script>{get_plotlyjs()}</script>"
-        f"<script>(function(){{var f={fig.to_json()};Plotly.newPlot('history-trend',f.data,f.layout,"
-        "{displaylogo:false,responsive:true});})();</script></body></html>"
-    )
+    page = history_page(published_runs(root))
     dest = dest or root / "index.html"
     tmp = dest.with_name(f".index-{os.getpid()}.html")
     tmp.write_text(page, encoding="utf-8")

@@ -9,12 +9,17 @@ it made.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import platform
+import re
 import secrets
+import shlex
 import shutil
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,10 +30,11 @@ from typing import Any, Iterator
 
 import duckdb
 
-from pipelines import analyse, ingest, models
+from pipelines import analyse, exports, ingest, models
 from pipelines.config import Config, load_config
 from pipelines.db import connect, create_parameter_tables, rows
 from pipelines.errors import InputError, ValidationFailed
+from pipelines.paths import PROJECT_ROOT, SQL_DIR
 from pipelines.paths_guard import OUTPUT_MARKER, check_paths, location, store_for
 from pipelines.publish import (RunLock, Store, history_flags, link_dated, link_single, pause_point, published_runs,
                                remove, remove_leftovers, replace_legacy_db, write_index, write_marker)
@@ -274,7 +280,107 @@ def manifest(run: Run, finished_at: str) -> dict[str, Any]:
         "started_at": run.started_at,
         "finished_at": finished_at,
         "step_seconds": run.timings,
+        "provenance": provenance(run),
     }
+
+
+def provenance(run: Run) -> dict[str, Any]:
+    """What produced the outputs: the code (version, checkout commit, SQL and seeds), how it was
+    started, and the parameters file. Every lookup degrades to null; none fails the run."""
+    return {
+        "hypomag_version": version("hypomag"),
+        "git_commit": git_commit(),
+        "sql_sha256": _or_none(sql_sha256),
+        "command_line": command_line(sys.argv),
+        "config_sha256": file_sha256(run.config.source_path or run.spec.config_path),
+    }
+
+
+def _or_none(lookup: Any) -> Any:
+    """`lookup()`, or None when the files it reads cannot be read."""
+    try:
+        return lookup()
+    except OSError:
+        return None
+
+
+def git_commit(folder: Path = PROJECT_ROOT) -> str | None:
+    """HEAD of the git checkout that holds the pipelines package, or None (a wheel install, no git, or
+    any error). The work tree's top level must be `folder` itself, so an installation that merely
+    lies inside some other repository (a virtualenv in a checkout) reports no commit."""
+    try:
+        top = _git(folder, "rev-parse", "--show-toplevel")
+        if top is None or Path(top).resolve() != folder.resolve():
+            return None
+        commit = _git(folder, "rev-parse", "HEAD")
+    except (OSError, ValueError):
+        return None
+    return commit if commit and re.fullmatch(r"[0-9a-f]{40,64}", commit) else None
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+SQL_SUFFIXES = (".sql", ".csv")
+
+
+def sql_sha256(folder: Path = SQL_DIR) -> str:
+    """sha256 over the SQL models and seeds under `folder` (sql/, its seeds/ included): each file's
+    path relative to `folder` and its bytes' sha256, in sorted path order, so the digest changes when
+    any model or seed changes, is added, removed or renamed, and not when the folder moves."""
+    digest = hashlib.sha256()
+    files = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix in SQL_SUFFIXES),
+                   key=lambda p: p.relative_to(folder).as_posix())
+    for path in files:
+        digest.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode("ascii") + b"\n")
+    return digest.hexdigest()
+
+
+# An option whose name says it holds a secret has its value withheld from the manifest, as has
+# the user:password part of a URL.
+SECRET_OPTION = re.compile(r"^--?[\w-]*(password|passwd|secret|token|api[-_]?key|credential)[\w-]*", re.I)
+URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as started, as shell words (shlex.split gives the arguments back), the program by
+    its name only, with secret-looking values withheld."""
+    out: list[str] = []
+    hide_next = False
+    for i, arg in enumerate(argv):
+        if i == 0:
+            out.append(Path(arg).name)
+            continue
+        if hide_next:
+            out.append("***")
+            hide_next = False
+            continue
+        match = SECRET_OPTION.match(arg)
+        if match and "=" in arg:
+            out.append(arg.split("=", 1)[0] + "=***")
+        elif match:
+            out.append(arg)
+            hide_next = True
+        else:
+            out.append(URL_USERINFO.sub("***@", arg))
+    return shlex.join(out)
+
+
+def file_sha256(path: str | Path | None) -> str | None:
+    """A file's sha256, or None when there is no file or it cannot be read."""
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def write_outputs(run: Run) -> Run:
@@ -292,6 +398,7 @@ def write_outputs(run: Run) -> Run:
     man = manifest(run, finished_at)
     man["run_id"] = run.run_id
     _write_json(stage / "results.json", run.results)
+    exports.write_exports(run.results, stage)  # results.csv, results.parquet: the same cells, tidy
     _write_json(stage / "validation.json", run.validation)
     _write_json(stage / "restricted" / "accounting.json", run.exact_accounting)  # exact, unsuppressed
     os.chmod(stage / "restricted" / "accounting.json", 0o600)

@@ -297,20 +297,33 @@ def _attrition_groups(doc: dict[str, Any], cells_: dict[str, Cell]) -> list[Grou
     return out
 
 
+SENSITIVITY_DEFAULT_DIRECTION = "abnormality_given_hypomg"
+# Measures compared along a sensitivity direction's chains (thresholds, windows). Given
+# hypomagnesemia, a higher threshold adds index results, so numerator, denominator and their
+# difference all grow (all three are checked on both chains). Given the abnormality, the index and
+# the denominator stay as the threshold rises and only the numerator grows (the difference shrinks by
+# as much, so the numerator's step is the one to check); a wider window adds to both.
+SENSITIVITY_MEASURES = {"abnormality_given_hypomg": PROPORTION, "hypomg_given_abnormality": ("n", "d")}
+
+
 def _sensitivity_groups(doc: dict[str, Any], cells_: dict[str, Cell]) -> list[Group]:
-    """Rows at rising thresholds are nested, and so are same draw and the co-occurrence window."""
+    """Rows at rising thresholds are nested, and so are same draw and the co-occurrence window, within
+    each direction; the row at the configured threshold (and calcium definition) publishes the counts
+    of the co-occurrence row of its direction and window at result level."""
     rows = _rows(doc, "sensitivity")
     out: list[Group] = []
     by_window: dict[tuple, list[tuple[float, int]]] = {}
     by_threshold: dict[tuple, list[tuple[int, int]]] = {}
     for i, r in enumerate(rows):
-        by_window.setdefault((r["abnormality"], r["window"], r["hypocalcemia_definition"]), []).append(
+        direction = r.get("direction", SENSITIVITY_DEFAULT_DIRECTION)
+        by_window.setdefault((direction, r["abnormality"], r["window"], r["hypocalcemia_definition"]), []).append(
             (r["mg_threshold_mg_dl"], i))
-        by_threshold.setdefault((r["abnormality"], r["mg_threshold_mg_dl"], r["hypocalcemia_definition"]), []).append(
-            (0 if r["window"] == "same_draw" else 1, i))
-    for members in [*by_window.values(), *by_threshold.values()]:
+        by_threshold.setdefault((direction, r["abnormality"], r["mg_threshold_mg_dl"], r["hypocalcemia_definition"]),
+                                []).append((0 if r["window"] == "same_draw" else 1, i))
+    for key, members in [*by_window.items(), *by_threshold.items()]:
         if len(members) > 1:
-            out.append(Chain([(f"sensitivity[{i}]", PROPORTION) for _, i in sorted(members)]))
+            measures = SENSITIVITY_MEASURES.get(key[0], PROPORTION)
+            out.append(Chain([(f"sensitivity[{i}]", measures) for _, i in sorted(members)]))
     threshold, definition = _parameter(doc, "thresholds", "hypomagnesemia_mg_dl"), _parameter(
         doc, "analysis", "hypocalcemia_definition")
     for i, r in enumerate(rows):
@@ -318,7 +331,8 @@ def _sensitivity_groups(doc: dict[str, Any], cells_: dict[str, Cell]) -> list[Gr
             continue
         if r["abnormality"] == "hypocalcemia" and r["hypocalcemia_definition"] != definition:
             continue
-        cid = _cooccurrence_id(doc, r["abnormality"], "abnormality_given_hypomg", r["window"], "result")
+        direction = r.get("direction", SENSITIVITY_DEFAULT_DIRECTION)
+        cid = _cooccurrence_id(doc, r["abnormality"], direction, r["window"], "result")
         if cid:
             cells_[f"sensitivity[{i}]"].weight = HEADLINE_WEIGHT
             out.append(Same([f"sensitivity[{i}]", cid]))
@@ -426,6 +440,8 @@ def _null(cell: Cell) -> None:
             for ref in cell.row.get("references") or []:
                 ref["p_value"] = None
         elif key in cell.row:
+            if key == "mg_tested_fraction" and cell.row[key] is not None and "mg_tested_suppressed" in cell.row:
+                cell.row["mg_tested_suppressed"] = True
             cell.row[key] = None
     if cell.flag:
         cell.row[cell.flag] = True

@@ -38,7 +38,7 @@ SHIPPED_DATA = (
     ("sql/seeds", "pipelines/resources/sql/seeds", "*.csv"),
     ("expectations", "pipelines/resources/expectations", "*.json"),
     ("data_samples", "pipelines/resources/data_samples", "*.csv"),
-    ("reports", "pipelines/reports", "template.html"),
+    ("reports", "pipelines/reports", "*.html"),
 )
 # (checkout folder of Python code, where it lands in the wheel)
 PYTHON_PACKAGES = (("pipelines", "pipelines"), ("reports", "pipelines/reports"))

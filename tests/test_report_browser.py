@@ -1,6 +1,7 @@
 """The report in a real headless browser (Debian's chromium driven by Playwright): it opens from
 disk with no console errors and no network request, every chart is drawn with data, the summary
-equals results.json, printing keeps every section, and a full-page screenshot is kept for CI."""
+equals results.json, printing keeps every section, a phone (390 px) never scrolls sideways and no
+chart label is cut at 390 or 1366 px, and a full-page screenshot is kept for CI."""
 from __future__ import annotations
 
 import html
@@ -16,6 +17,16 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHARTS = ["chart-forest", "chart-sensitivity", "chart-mg-distribution", "chart-audit-trend", "chart-audit-funnel",
           "chart-audit-severity", "chart-exposures"]
+# Every visible SVG text of a chart (ticks, legend, annotations, cell text) lies inside its chart's box.
+OVERFLOWING_TEXT = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap(div => {
+  const box = div.getBoundingClientRect();
+  return Array.from(div.querySelectorAll('svg text'))
+    .filter(t => t.textContent.trim() && t.getClientRects().length)
+    .map(t => { const r = t.getBoundingClientRect();
+      return {chart: div.id, text: t.textContent, left: r.left - box.left, right: box.right - r.right,
+              top: r.top - box.top, bottom: box.bottom - r.bottom}; })
+    .filter(o => Math.min(o.left, o.right, o.top, o.bottom) < -1);
+})"""
 SECTIONS = ["summary", "cooccurrence", "sensitivity", "distribution", "audit", "exposures", "attrition",
             "data-quality", "methods", "provenance"]
 
@@ -47,6 +58,28 @@ def opened(browser, demo_run):
     results = json.loads((out / "demo" / "results.json").read_text())
     yield page, errors, requests, results, report
     page.close()
+
+
+@pytest.fixture(scope="module", params=[390, 1366], ids=["phone-390", "laptop-1366"])
+def sized(request, browser, demo_run):
+    """The report at a phone's and a laptop's width, charts drawn."""
+    out, _ = demo_run
+    page = browser.new_page(viewport={"width": request.param, "height": 844})
+    page.goto((out / "demo" / "report.html").as_uri(), wait_until="load")
+    page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= {len(CHARTS)}")
+    yield page, request.param
+    page.close()
+
+
+def test_no_sideways_page_scroll(sized):
+    page, width = sized
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert page.evaluate("Array.from(document.querySelectorAll('table')).every(t => t.parentElement.matches('.table-wrap'))")
+
+
+def test_no_chart_label_is_cut(sized):
+    page, width = sized
+    assert page.evaluate(OVERFLOWING_TEXT) == [], f"at {width} px"
 
 
 def test_no_console_errors_and_no_network_requests(opened):

@@ -9,8 +9,10 @@ from pipelines.analyse import build_results
 from pipelines.config import Config, Privacy
 from pipelines.stats import binomial_p_value, wilson_interval
 
-CONTRACT_COOC_KEYS = ["abnormality", "direction", "window", "level", "numerator", "denominator", "prevalence",
-                      "ci_low", "ci_high", "mg_tested_fraction", "references", "suppressed"]
+# contract v1's keys, with the additions window_hours and mg_tested_suppressed
+CONTRACT_COOC_KEYS = ["abnormality", "direction", "window", "window_hours", "level", "numerator", "denominator",
+                      "prevalence", "ci_low", "ci_high", "mg_tested_fraction", "mg_tested_suppressed", "references",
+                      "suppressed"]
 
 
 def ward(n_low_k_with_mg: int, n_low_k_low_mg: int, n_low_k_untested: int) -> list[dict]:
@@ -47,7 +49,11 @@ def test_results_have_every_contract_key_and_row(tmp_path):
     assert len(results["cooccurrence"]) == 4 * 3 * 2 * 2
     assert all(list(r) == CONTRACT_COOC_KEYS for r in results["cooccurrence"])
     assert len(results["prevalence_ratios"]) == 4 * 2 * 2
-    assert len(results["sensitivity"]) == 6 * 4 * 2
+    # both directions: 6 definitions x 4 thresholds x 2 windows each
+    assert len(results["sensitivity"]) == 2 * 6 * 4 * 2
+    assert [r["direction"] for r in results["sensitivity"]] == (
+        ["abnormality_given_hypomg"] * 48 + ["hypomg_given_abnormality"] * 48)
+    assert {(r["window"], r["window_hours"]) for r in results["sensitivity"]} == {("same_draw", 1.0), ("24h", 24.0)}
     assert results["parameters"]["canonical_thresholds"]["hypomagnesemia_mmol_l"] == 1.7 * 0.4114
 
 
@@ -64,6 +70,7 @@ def test_hypomg_given_hypokalemia_with_references_and_testing_rate(tmp_path):
     assert row["references"][0]["value"] == 0.42
     assert row["references"][0]["p_value"] == binomial_p_value(12, 30, 0.42)
     assert row["mg_tested_fraction"] is None  # 35 - 30 = 5 untested: a small cell
+    assert row["mg_tested_suppressed"] is True
 
 
 def test_mg_tested_fraction_when_cells_are_large(tmp_path):
@@ -72,8 +79,10 @@ def test_mg_tested_fraction_when_cells_are_large(tmp_path):
     row = next(r for r in results["cooccurrence"] if r["abnormality"] == "hypokalemia"
                and r["direction"] == "hypomg_given_abnormality" and r["window"] == "24h" and r["level"] == "patient")
     assert row["mg_tested_fraction"] == 30 / 45
+    assert row["mg_tested_suppressed"] is False
     others = [r for r in results["cooccurrence"] if r["direction"] != "hypomg_given_abnormality"]
-    assert all(r["mg_tested_fraction"] is None for r in others)
+    # not applicable: null, and nothing withheld
+    assert all(r["mg_tested_fraction"] is None and r["mg_tested_suppressed"] is False for r in others)
 
 
 def test_liamis_reference_on_abnormality_given_hypomg_and_none_for_normomg(tmp_path):

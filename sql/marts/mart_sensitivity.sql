@@ -2,7 +2,8 @@
 -- (docs/definitions.md section 4, Sensitivity grid). Grain: one row per abnormality x MG threshold x window, and for
 -- hypocalcemia per definition too (total, corrected, ionized); others carry a null definition.
 -- Definitions, thresholds and windows are the rows of param_abnormality_definitions,
--- param_mg_thresholds and param_windows (seeds and config).
+-- param_mg_thresholds and param_windows (seeds and config). The grid of the other direction,
+-- hypomg_given_abnormality, is mart_sensitivity_given_abnormality.
 -- Index = MG results below threshold_mg_dl x 0.4114 (param_mg_thresholds, computed like values);
 -- denominator = those with X measured in the window; numerator = those with X abnormal in it
 -- (in the window: nearest partner within window_seconds, or, where uses_specimen, in the same specimen).

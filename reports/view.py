@@ -1,0 +1,553 @@
+"""The report's view model: results.json + manifest.json + validation.json in, plain dicts and strings out.
+
+Nothing here draws or writes: every function takes plain dicts and returns plain dicts, lists and
+strings, so the report's words and numbers can be tested without a browser. Every number, window
+and threshold the page states is read from `results["parameters"]` (or from the rows' own window
+names and hours), never written here as a literal. A withheld value is always shown the same
+way: "<N", with N the run's `privacy.min_cell_size`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipelines.seeds import read_seed
+
+ABNORMALITIES = ("hypokalemia", "hyponatremia", "hypophosphatemia", "hypocalcemia")
+HEADLINE_DIRECTION = "hypomg_given_abnormality"
+DEFAULT_SENSITIVITY_DIRECTION = "abnormality_given_hypomg"
+SAME_DRAW = "same_draw"
+SHORT_NAME = {"hypokalemia": "K", "hyponatremia": "Na", "hypophosphatemia": "phosphate", "hypocalcemia": "Ca"}
+DIRECTION_LABEL = {
+    "hypomg_given_abnormality": "low Mg among low X",
+    "abnormality_given_hypomg": "low X among low Mg",
+    "abnormality_given_normomg": "low X among normal Mg",
+}
+UNIT_FACTOR_ANALYTES = (("MG", "Mg"), ("PHOS", "phosphate"), ("CA", "calcium"), ("ALB", "albumin"))
+UNIT_LABEL = {"mg/dl": "mg/dL", "meq/l": "mEq/L", "g/dl": "g/dL", "mmol/l": "mmol/L", "g/l": "g/L"}
+MIMIC_CITATION = ("Johnson A, Bulgarelli L, Pollard T, Horng S, Celi LA, Mark R. MIMIC-IV Clinical Database "
+                  "Demo v2.2, PhysioNet (ODbL 1.0).")
+
+
+# ---- formatting ---------------------------------------------------------------------------------
+
+def hours(value: float | None) -> str:
+    """A duration in hours as the report writes it: "24 h", "12.5 h"."""
+    return "" if value is None else f"{float(value):g} h"
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def num(value: Any) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def plain(value: Any) -> str:
+    """A parameter value as written in the config file (floats without trailing zeros)."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(plain(v) for v in value)
+    return "" if value is None else str(value)
+
+
+class Fmt:
+    """Formats counts and rates with the run's one small-cell marker, "<N"."""
+
+    def __init__(self, min_cell_size: int):
+        self.min_cell = max(int(min_cell_size), 1)
+        self.small = f"<{self.min_cell}"
+
+    def count(self, row: dict[str, Any], key: str) -> str:
+        """A count of a row: the marker when the row (or just this value) is withheld."""
+        if row.get("suppressed") or row.get(key) is None:
+            return self.small
+        return num(row[key])
+
+    def rate(self, row: dict[str, Any], rate_key: str = "prevalence", none: str = "no index results",
+             suppressed_key: str = "suppressed") -> str:
+        """"54.1% (46.3–61.6%)", the marker when withheld, `none` when there is nothing to count."""
+        if row.get(suppressed_key):
+            return self.small
+        value = row.get(rate_key)
+        if value is None:
+            return none
+        prefix = rate_key[: -len("rate")] if rate_key.endswith("rate") else ""
+        low, high = row.get(f"{prefix}ci_low"), row.get(f"{prefix}ci_high")
+        if low is None or high is None:
+            return pct(value)
+        return f"{pct(value)} ({pct(low)}–{pct(high)})"
+
+    def tested(self, row: dict[str, Any]) -> str:
+        """The share of index results with Mg measured: it applies to the headline direction only."""
+        if row.get("direction") != HEADLINE_DIRECTION:
+            return ""
+        if row.get("mg_tested_suppressed") or row.get("suppressed") or row.get("mg_tested_fraction") is None:
+            return self.small
+        return pct(row["mg_tested_fraction"])
+
+    def ratio(self, row: dict[str, Any]) -> tuple[str, str]:
+        """(ratio, interval) of a prevalence-ratio row."""
+        if row.get("suppressed"):
+            return self.small, self.small
+        if row.get("ratio") is None:
+            return "not estimable", ""
+        interval = "" if row.get("ci_low") is None else f"{row['ci_low']:.2f}–{row['ci_high']:.2f}"
+        return f"{row['ratio']:.2f}", interval
+
+    def references(self, row: dict[str, Any], digits: int = 1, with_p: bool = True) -> str:
+        """"article 42.0% (p=0.0123); whang_1984 …": no p-value part when none was computed."""
+        parts = []
+        for ref in row.get("references") or []:
+            text = f"{ref['set']} {pct(ref['value'], digits)}"
+            if with_p and ref.get("p_value") is not None:
+                text += f" (p={ref['p_value']:.3g})"
+            parts.append(text)
+        return "; ".join(parts)
+
+
+# ---- windows and parameters ---------------------------------------------------------------------
+
+def row_window_hours(row: dict[str, Any], params: dict[str, Any]) -> float:
+    """A row's window width in hours: its own `window_hours` when present, else the configured one."""
+    if row.get("window_hours") is not None:
+        return float(row["window_hours"])
+    windows = params["windows"]
+    return float(windows["same_draw_hours"] if row["window"] == SAME_DRAW else windows["cooccurrence_hours"])
+
+
+def window_label(row: dict[str, Any], params: dict[str, Any]) -> str:
+    """"same draw (±1 h)" or "±24 h": the hours the run used, whatever the window's stored name."""
+    width = hours(row_window_hours(row, params))
+    return f"same draw (±{width})" if row["window"] == SAME_DRAW else f"±{width}"
+
+
+def is_cooccurrence_window(row: dict[str, Any]) -> bool:
+    return row["window"] != SAME_DRAW
+
+
+def headline_rows(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Low Mg among each abnormality, co-occurrence window, result level: the review's comparison."""
+    return {r["abnormality"]: r for r in results["cooccurrence"]
+            if r["direction"] == HEADLINE_DIRECTION and is_cooccurrence_window(r) and r["level"] == "result"}
+
+
+def terms(params: dict[str, Any], fmt: Fmt) -> dict[str, str]:
+    """The run's windows and thresholds as the prose states them."""
+    t, w, a, au = params["thresholds"], params["windows"], params["analysis"], params["audit"]
+    return {
+        "window": f"±{hours(w['cooccurrence_hours'])}",
+        "same_draw": f"±{hours(w['same_draw_hours'])}",
+        "mg_check": f"±{hours(au['mg_check_hours'])}",
+        "mg_check_hours": hours(au["mg_check_hours"]),
+        "refractory": hours(au["refractory_after_hours"]),
+        "episode_gap": hours(au["episode_gap_hours"]),
+        "exposure_default": hours(au["exposure_default_hours"]),
+        "severe": plain(t["severe_hypokalemia_mmol_l"]),
+        "moderate": plain(t["moderate_hypokalemia_mmol_l"]),
+        "hypokalemia": plain(t["hypokalemia_mmol_l"]),
+        "hypomg": plain(t["hypomagnesemia_mg_dl"]),
+        "normomg_upper": plain(t["normomagnesemia_upper_mg_dl"]),
+        "hyponatremia": plain(t["hyponatremia_mmol_l"]),
+        "hypophosphatemia": plain(t["hypophosphatemia_mg_dl"]),
+        "hypocalcemia": plain(t["hypocalcemia_mg_dl"]),
+        "ionized": plain(t["ionized_hypocalcemia_mmol_l"]),
+        "ca_definition": str(a["hypocalcemia_definition"]),
+        "ca_per_g_l": plain(a["calcium_correction_per_g_l"]),
+        "albumin_ref": plain(a["albumin_reference_g_l"]),
+        "min_cell": str(fmt.min_cell),
+        "min_cell_minus_one": str(fmt.min_cell - 1),
+        "small": fmt.small,
+    }
+
+
+def severity_label(severity: str, params: dict[str, Any]) -> str:
+    """"severe (K < 2.5)" with the run's cut-offs."""
+    t = params["thresholds"]
+    bounds = {"severe": f"K < {plain(t['severe_hypokalemia_mmol_l'])}",
+              "moderate": f"K {plain(t['severe_hypokalemia_mmol_l'])}–<{plain(t['moderate_hypokalemia_mmol_l'])}",
+              "mild": f"K {plain(t['moderate_hypokalemia_mmol_l'])}–<{plain(t['hypokalemia_mmol_l'])}"}
+    return f"{severity} ({bounds[severity]})" if severity in bounds else severity
+
+
+def unit_factors() -> list[str]:
+    """"Mg mg/dL × 0.4114", … from the unit_factors seed the run used."""
+    by_analyte: dict[str, list[str]] = {}
+    for row in read_seed("unit_factors"):
+        if float(row["factor"]) != 1.0:
+            unit = UNIT_LABEL.get(row["unit"], row["unit"])
+            by_analyte.setdefault(row["analyte"], []).append(f"{unit} × {plain(float(row['factor']))}")
+    return [f"{name} {', '.join(by_analyte[code])}" for code, name in UNIT_FACTOR_ANALYTES if code in by_analyte]
+
+
+# ---- tables -------------------------------------------------------------------------------------
+
+def table(headers: list[str], rows: list[list[Any]], numeric_from: int = 1, caption: str = "",
+          code_columns: tuple[int, ...] = ()) -> dict[str, Any]:
+    """A table as data: cells are strings or {"text", "sub", "mark"} dicts; the template lays it out."""
+    return {"headers": headers, "rows": rows, "numeric_from": numeric_from, "caption": caption,
+            "code_columns": list(code_columns)}
+
+
+def cooccurrence_table(results: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    params = results["parameters"]
+    rows = sorted(results["cooccurrence"], key=lambda r: (r["direction"], r["abnormality"],
+                                                         row_window_hours(r, params), r["level"]))
+    body = [[r["abnormality"], DIRECTION_LABEL.get(r["direction"], r["direction"]), window_label(r, params), r["level"],
+             fmt.count(r, "numerator"), fmt.count(r, "denominator"), fmt.rate(r), fmt.tested(r), fmt.references(r)]
+            for r in rows]
+    return table(["abnormality", "direction", "window", "level", "numerator", "denominator", "prevalence (95% CI)",
+                  "Mg tested", "references (p)"], body, numeric_from=4)
+
+
+def ratio_table(results: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    params = results["parameters"]
+    body = [[r["abnormality"], window_label(r, params), r["level"], *fmt.ratio(r)] for r in results["prevalence_ratios"]]
+    return table(["abnormality", "window", "level", "ratio", "95% CI"], body, numeric_from=3)
+
+
+def rate_rows(rows: list[dict[str, Any]], first: str, fmt: Fmt, label=None) -> list[list[str]]:
+    label = label or (lambda v: v)
+    return [[label(r[first]), fmt.count(r, "episodes"), fmt.count(r, "mg_checked"), fmt.rate(r, "rate", "no episodes")]
+            for r in rows]
+
+
+# ---- summary ------------------------------------------------------------------------------------
+
+def cards(results: dict[str, Any], fmt: Fmt) -> list[dict[str, Any]]:
+    """The summary cards: each headline rate, the Mg-check rate and the data's size."""
+    heads, overall = headline_rows(results), results["audit"]["overall"]
+    out = []
+    for a in ABNORMALITIES:
+        row = heads.get(a)
+        if row is None:
+            continue
+        article = next((x["value"] for x in row.get("references") or [] if x["set"] == "article"), None)
+        detail = [f"article {pct(article, 0)}"] if article is not None else []
+        detail.append(f"Mg tested in {fmt.tested(row)}")
+        out.append({"key": f"low Mg among {a}", "attrs": {"data-abnormality": a},
+                    "value": fmt.rate(row), "data_value": "" if row.get("prevalence") is None else str(row["prevalence"]),
+                    "detail": " · ".join(detail)})
+    out.append({"key": "Mg checked in hypokalemia", "attrs": {"data-measure": "mg_check_rate"},
+                "value": fmt.rate(overall, "rate", "no episodes"),
+                "data_value": "" if overall.get("rate") is None else str(overall["rate"]),
+                "detail": f"{fmt.count(overall, 'mg_checked')} of {fmt.count(overall, 'episodes')} episodes"})
+    counts, span = results["counts"], results.get("data_window") or {}
+    mg, low = fmt.count(counts, "mg_results"), fmt.count(counts, "hypomg_results")
+    out.append({"key": "data", "attrs": {}, "value": f"{fmt.count(counts, 'patients')} patients", "data_value": None,
+                "detail": f"{mg} Mg results ({low} low) · {span.get('first_collected_on') or ''} to "
+                          f"{span.get('last_collected_on') or ''}"})
+    return out
+
+
+def summary_table(results: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    heads = headline_rows(results)
+    body = [[a, fmt.rate(heads[a]), fmt.count(heads[a], "numerator"), fmt.count(heads[a], "denominator"),
+             fmt.tested(heads[a]), fmt.references(heads[a], digits=0, with_p=False)]
+            for a in ABNORMALITIES if a in heads]
+    return table(["abnormality", "low Mg (95% CI)", "n low Mg", "n with Mg measured", "Mg tested", "references"], body)
+
+
+def article_figures(results: dict[str, Any], reference_set: str = "article") -> str:
+    """"42/23/22/20%": a reference set's headline figures, in the order of ABNORMALITIES."""
+    heads = headline_rows(results)
+    values = [next((x["value"] for x in heads[a].get("references") or [] if x["set"] == reference_set), None)
+              for a in ABNORMALITIES if a in heads]
+    values = [v for v in values if v is not None]
+    return "/".join(f"{100 * v:.0f}" for v in values) + "%" if values else ""
+
+
+def reference_list(results: dict[str, Any], reference_set: str) -> str:
+    """"42% hypokalemia, 29% hypophosphatemia, …", largest first, from the run's reference rows."""
+    pairs = [(x["value"], r["abnormality"]) for r in headline_rows(results).values()
+             for x in r.get("references") or [] if x["set"] == reference_set]
+    return ", ".join(f"{pct(v, 0)} {a}" for v, a in sorted(pairs, key=lambda p: -p[0]))
+
+
+# ---- sensitivity --------------------------------------------------------------------------------
+
+def sensitivity_grids(results: dict[str, Any], fmt: Fmt) -> list[dict[str, Any]]:
+    """One grid per direction: rows abnormality (calcium definition), columns window x Mg threshold."""
+    params = results["parameters"]
+    default = {"threshold": params["thresholds"]["hypomagnesemia_mg_dl"],
+               "definition": params["analysis"]["hypocalcemia_definition"]}
+    by_direction: dict[str, list[dict[str, Any]]] = {}
+    for r in results["sensitivity"]:
+        by_direction.setdefault(r.get("direction") or DEFAULT_SENSITIVITY_DIRECTION, []).append(r)
+    order = [d for d in (DEFAULT_SENSITIVITY_DIRECTION, HEADLINE_DIRECTION) if d in by_direction]
+    order += sorted(set(by_direction) - set(order))
+    return [_grid(direction, by_direction[direction], params, default, fmt) for direction in order]
+
+
+def _grid(direction: str, rows: list[dict[str, Any]], params: dict[str, Any], default: dict[str, Any],
+          fmt: Fmt) -> dict[str, Any]:
+    row_keys = sorted({(r["abnormality"], r.get("hypocalcemia_definition") or "") for r in rows},
+                      key=lambda k: (ABNORMALITIES.index(k[0]) if k[0] in ABNORMALITIES else 99, k[1]))
+    col_keys = sorted({(row_window_hours(r, params), r["window"], r["mg_threshold_mg_dl"]) for r in rows},
+                      key=lambda c: (c[1] != SAME_DRAW, c[0], c[2]))
+    cell = {((r["abnormality"], r.get("hypocalcemia_definition") or ""),
+             (row_window_hours(r, params), r["window"], r["mg_threshold_mg_dl"])): r for r in rows}
+    columns = [f"{window_label({'window': w, 'window_hours': h}, params)} · Mg<{plain(t)}" for h, w, t in col_keys]
+    short_columns = [f"{'same draw' if w == SAME_DRAW else '±' + hours(h)}, Mg<{plain(t)}" for h, w, t in col_keys]
+    labels = [f"{a} ({d})" if d else a for a, d in row_keys]
+    short_labels = [f"low {SHORT_NAME.get(a, a)}" + (f" ({d})" if d else "") for a, d in row_keys]
+    z, text, hover, body = [], [], [], []
+    for rk, label in zip(row_keys, labels):
+        zr, tr, hr, br = [], [], [], [label]
+        for ck, column in zip(col_keys, columns):
+            r = cell.get((rk, ck))
+            shown = r is not None and not r.get("suppressed") and r.get("prevalence") is not None
+            zr.append(r["prevalence"] if shown else None)
+            tr.append(f"{100 * r['prevalence']:.0f}%" if shown else (fmt.small if r is not None and r.get("suppressed")
+                                                                      else ""))
+            value = fmt.rate(r) if r is not None else "not computed"
+            counts = f"{fmt.count(r, 'numerator')} / {fmt.count(r, 'denominator')}" if r is not None else ""
+            hr.append(f"{label}<br>{column}<br>{value}" + (f"<br>{counts}" if counts else ""))
+            is_default = (r is not None and ck[1] != SAME_DRAW and ck[2] == default["threshold"]
+                          and rk[1] in ("", default["definition"]))
+            br.append({"text": value, "sub": counts, "mark": is_default})
+        z.append(zr), text.append(tr), hover.append(hr), body.append(br)
+    label = DIRECTION_LABEL.get(direction, direction)
+    return {"direction": direction, "label": label, "x": short_columns, "y": short_labels, "z": z, "text": text,
+            "hover": hover, "all_suppressed": all(v is None for zr in z for v in zr),
+            "table": table(["abnormality"] + columns, body)}
+
+
+# ---- audit --------------------------------------------------------------------------------------
+
+def audit_view(results: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    """The audit section's numbers, tables and chart data."""
+    params, audit = results["parameters"], results["audit"]
+    overall = audit["overall"]
+    refractory_hidden, repleted_hidden = overall.get("refractory_suppressed"), overall.get("repleted_suppressed")
+
+    def shown(key: str, hidden: bool) -> str:
+        return fmt.small if hidden or overall.get(key) is None else num(overall[key])
+
+    funnel = [("hypokalemia episodes", "episodes", overall.get("suppressed")),
+              (f"Mg checked ({terms(params, fmt)['mg_check']} of start)", "mg_checked", overall.get("suppressed")),
+              ("low Mg found", "low_mg_episodes", repleted_hidden),
+              ("Mg repleted", "mg_repleted", repleted_hidden)]
+    return {
+        "refractory": {"episodes": shown("refractory_episodes", refractory_hidden),
+                       "checked": shown("refractory_mg_checked", refractory_hidden),
+                       "rate": fmt.rate(overall, "refractory_checked_rate", "no refractory episodes",
+                                        "refractory_suppressed")},
+        "repleted": {"repleted": shown("mg_repleted", repleted_hidden), "low": shown("low_mg_episodes", repleted_hidden),
+                     "rate": fmt.rate(overall, "repleted_rate", "no low-Mg episodes", "repleted_suppressed")},
+        "funnel": [{"label": label, "value": None if hidden or overall.get(key) is None else overall[key],
+                    "text": shown(key, hidden)} for label, key, hidden in funnel],
+        "months": _rate_points(audit["by_month"], "month", fmt),
+        "severities": _rate_points(audit["by_severity"], "severity", fmt,
+                                   lambda s: severity_label(s, params)),
+        "month_table": table(["month", "episodes", "Mg checked", "rate (95% CI)"],
+                             rate_rows(audit["by_month"], "month", fmt)),
+        "severity_table": table(["severity (lowest K, mmol/L)", "episodes", "Mg checked", "rate (95% CI)"],
+                                rate_rows(audit["by_severity"], "severity", fmt, lambda s: severity_label(s, params))),
+        "unit_table": table(["care unit", "episodes", "Mg checked", "rate (95% CI)"],
+                            rate_rows(audit["by_care_unit"], "care_unit", fmt)) if audit["by_care_unit"] else None,
+        "testing_refs": [{"name": t["reference"], "rate": t["rate"], "label": f"{t['reference']}: {pct(t['rate'], 0)}"}
+                         for t in results.get("testing_rate_references") or []],
+        "testing_table": table(["reference", "population", "rate", "source"],
+                               [[t["reference"], t["population"], pct(t["rate"]), t["citation"]]
+                                for t in results.get("testing_rate_references") or []], numeric_from=2),
+    }
+
+
+def _rate_points(rows: list[dict[str, Any]], key: str, fmt: Fmt, label=None) -> list[dict[str, Any]]:
+    """Chart points of rate rows: shown ones carry the rate, withheld ones only the marker."""
+    label = label or (lambda v: v)
+    out = []
+    for r in rows:
+        shown = not r.get("suppressed") and r.get("rate") is not None
+        out.append({"label": label(r[key]), "rate": r["rate"] if shown else None,
+                    "ci_low": r.get("ci_low") if shown else None, "ci_high": r.get("ci_high") if shown else None,
+                    "text": pct(r["rate"], 0) if shown else fmt.small if r.get("suppressed") else "none",
+                    "hover": f"{label(r[key])}<br>{fmt.rate(r, 'rate', 'no episodes')}<br>"
+                             f"{fmt.count(r, 'mg_checked')} of {fmt.count(r, 'episodes')} episodes"})
+    return out
+
+
+# ---- the other sections -------------------------------------------------------------------------
+
+def pair_label(row: dict[str, Any]) -> str:
+    """"low Mg among low K": the direction of a row with its abnormality named."""
+    x = SHORT_NAME.get(row["abnormality"], row["abnormality"])
+    return {"hypomg_given_abnormality": f"low Mg among low {x}", "abnormality_given_hypomg": f"low {x} among low Mg",
+            "abnormality_given_normomg": f"low {x} among normal Mg"}.get(row["direction"], row["direction"])
+
+
+def forest_rows(results: dict[str, Any], fmt: Fmt) -> list[dict[str, Any]]:
+    """Result-level rows of the directions that have published figures, each with its references."""
+    params = results["parameters"]
+    rows = [r for r in results["cooccurrence"] if r["level"] == "result" and r["direction"] != "abnormality_given_normomg"]
+    out = []
+    for r in rows:
+        label = f"{pair_label(r)}<br>{window_label(r, params)}"
+        shown = not r.get("suppressed") and r.get("prevalence") is not None
+        out.append({"label": label, "value": r["prevalence"] if shown else None,
+                    "ci_low": r.get("ci_low") if shown else None, "ci_high": r.get("ci_high") if shown else None,
+                    "marker": "" if shown else (fmt.small if r.get("suppressed") else "none"),
+                    "hover": f"{label}<br>{fmt.rate(r)}<br>{fmt.count(r, 'numerator')} of {fmt.count(r, 'denominator')}",
+                    "references": [{"set": x["set"], "value": x["value"],
+                                    "hover": f"{label}<br>{x['set']}: {pct(x['value'])}"}
+                                   for x in r.get("references") or []]})
+    return out
+
+
+def distribution_view(results: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    dist, canon = results["mg_distribution"], results["parameters"]["canonical_thresholds"]
+    bins = [{"mid": (b["from_mmol_l"] + b["to_mmol_l"]) / 2, "results": b["results"],
+             "hover": f"{b['from_mmol_l']:g}–{b['to_mmol_l']:g} mmol/L: {fmt.count(b, 'results')} results"}
+            for b in dist["bins"] if not b.get("suppressed") and b.get("results") is not None]
+    withheld = [{"mid": (b["from_mmol_l"] + b["to_mmol_l"]) / 2,
+                 "hover": f"{b['from_mmol_l']:g}–{b['to_mmol_l']:g} mmol/L: {fmt.small} results"}
+                for b in dist["bins"] if b.get("suppressed")]
+    return {"bins": bins, "withheld": withheld, "width": dist["bin_width_mmol_l"],
+            "width_text": f"{dist['bin_width_mmol_l']:g} mmol/L",
+            "lines": [{"x": canon["hypomagnesemia_mmol_l"], "dash": "dash",
+                       "label": f"hypomagnesemia threshold {canon['hypomagnesemia_mmol_l']:.4g} mmol/L"},
+                      {"x": canon["normomagnesemia_upper_mmol_l"], "dash": "dot",
+                       "label": f"upper normal {canon['normomagnesemia_upper_mmol_l']:.4g} mmol/L"}]}
+
+
+def exposure_view(results: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    points = []
+    for e in results["exposures"]:
+        shown = not e.get("suppressed") and e.get("exposed_mg_results") and e.get("unexposed_mg_results")
+        exposed = e["exposed_hypomg"] / e["exposed_mg_results"] if shown else None
+        unexposed = e["unexposed_hypomg"] / e["unexposed_mg_results"] if shown else None
+        points.append({
+            "label": e["class"], "exposed": exposed, "unexposed": unexposed,
+            "marker": "" if shown else (fmt.small if e.get("suppressed") else "no exposed results"),
+            "hover_exposed": f"{e['class']}, exposed: {pct(exposed) if shown else fmt.small if e.get('suppressed') else 'none'}"
+                             f" ({fmt.count(e, 'exposed_hypomg')} of {fmt.count(e, 'exposed_mg_results')})",
+            "hover_unexposed": f"{e['class']}, not exposed: {pct(unexposed) if shown else fmt.small if e.get('suppressed') else 'none'}"
+                               f" ({fmt.count(e, 'unexposed_hypomg')} of {fmt.count(e, 'unexposed_mg_results')})"})
+    rows = [[e["class"], fmt.count(e, "exposed_hypomg"), fmt.count(e, "exposed_mg_results"),
+             fmt.count(e, "unexposed_hypomg"), fmt.count(e, "unexposed_mg_results")] for e in results["exposures"]]
+    withheld = sum(1 for p in points if p["marker"] == fmt.small)
+    empty = (f"every class is withheld ({fmt.small})" if withheld == len(points) else
+             f"No class to compare: {withheld} withheld ({fmt.small}),<br>"
+             f"{len(points) - withheld} without both exposed and unexposed Mg results")
+    return {"points": points, "empty_message": empty,
+            "table": table(["class", "low Mg (exposed)", "Mg results (exposed)", "low Mg (not exposed)",
+                            "Mg results (not exposed)"], rows)}
+
+
+def validation_view(validation: dict[str, Any]) -> dict[str, Any]:
+    suites = validation.get("suites", [])
+    failed = [e for s in suites for e in s["expectations"] if not e["success"]]
+    rows = [[s["suite"], e["description"], "pass" if e["success"] else ("FAIL (blocking)" if e["blocking"] else "warning"),
+             num(e.get("unexpected_count")), "; ".join(str(x) for x in e.get("examples") or [])]
+            for s in suites for e in s["expectations"]]
+    return {"failed": [e["description"] for e in failed],
+            "table": table(["suite", "expectation", "result", "unexpected", "examples"], rows, numeric_from=3)}
+
+
+PROVENANCE_LAST = ("started_at", "finished_at")
+
+
+def provenance_table(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Input files with their sha256, then every other fact the manifest records about the run."""
+    rows = [[i["table"], i["path"], i.get("sha256") or ""] for i in manifest.get("inputs", [])]
+    for key, value in manifest.items():
+        if isinstance(value, dict) and key not in ("parameters", "time_source"):
+            rows += [[f"{key}.{k}" if key != "versions" else k, plain(v), ""]
+                     for k, v in value.items() if not isinstance(v, (dict, list)) and "sha256" not in k]
+            rows += [[f"{key}.{k}", "", plain(v)] for k, v in value.items() if "sha256" in k and isinstance(v, str)]
+        elif isinstance(value, (str, int, float, bool)) and key not in PROVENANCE_LAST:
+            rows.append([key, "", plain(value)] if "sha256" in key else [key, plain(value), ""])
+        elif isinstance(value, list) and key != "inputs" and all(isinstance(x, str) for x in value):
+            rows.append([key, " ".join(value), ""])
+    rows += [["started", manifest.get("started_at") or "", ""], ["finished", manifest.get("finished_at") or "", ""]]
+    return table(["item", "value", "sha256"], rows, numeric_from=3, code_columns=(2,))
+
+
+def accounting_tables(results: dict[str, Any], manifest: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    attrition = [[a["step"], fmt.count(a, "rows"), fmt.count(a, "patients")] for a in results["attrition"]]
+    accounting = [[i["table"], Path(i["path"]).name] + [fmt.small if i.get(k) is None else num(i[k]) for k in (
+                   "rows_read", "rows_loaded", "rows_out_of_scope", "rows_quarantined")] for i in manifest.get("inputs", [])]
+    quarantine = [[q["input_table"], q["reason"], fmt.count(q, "rows")] for q in results["quarantine_reasons"]]
+    return {"attrition": table(["step", "rows", "patients"], attrition),
+            "accounting": table(["table", "file", "read", "loaded", "out of scope", "quarantined"], accounting,
+                                numeric_from=2),
+            "quarantine": table(["table", "reason", "rows"], quarantine, numeric_from=2)}
+
+
+def references(results: dict[str, Any]) -> list[dict[str, str]]:
+    refs = sorted({(r["reference_set"], r["citation"]) for r in read_seed("reference_sets")})
+    out = [{"name": s, "citation": c} for s, c in refs]
+    out += [{"name": t["reference"], "citation": t["citation"]} for t in results.get("testing_rate_references") or []]
+    return out + [{"name": "", "citation": f"When run on the MIMIC-IV demo: {MIMIC_CITATION}"}]
+
+
+def parameter_table(params: dict[str, Any]) -> dict[str, Any]:
+    rows = [[f"{section}.{key}", plain(value)] for section, values in params.items() if isinstance(values, dict)
+            for key, value in values.items()]
+    return table(["parameter", "value"], rows)
+
+
+# ---- the whole page -----------------------------------------------------------------------------
+
+def report_view(results: dict[str, Any], manifest: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
+    """Everything the report template states, as plain data."""
+    params = results["parameters"]
+    fmt = Fmt(params["privacy"]["min_cell_size"])
+    return {
+        "fmt": {"small": fmt.small, "min_cell": fmt.min_cell, "on": params["privacy"]["min_cell_size"] > 0},
+        "t": terms(params, fmt),
+        "run": {"finished_at": manifest.get("finished_at") or "", "source": manifest.get("source") or "",
+                "version": (manifest.get("versions") or {}).get("hypomag", "")},
+        "validation": validation_view(validation),
+        "cards": cards(results, fmt),
+        "summary_table": summary_table(results, fmt),
+        "article_figures": article_figures(results),
+        "whang_figures": reference_list(results, "whang_1984"),
+        "forest": forest_rows(results, fmt),
+        "cooccurrence_table": cooccurrence_table(results, fmt),
+        "ratio_table": ratio_table(results, fmt),
+        "sensitivity": sensitivity_grids(results, fmt),
+        "distribution": distribution_view(results, fmt),
+        "audit": audit_view(results, fmt),
+        "exposures": exposure_view(results, fmt),
+        **accounting_tables(results, manifest, fmt),
+        "unit_factors": unit_factors(),
+        "parameters_table": parameter_table(params),
+        "references": references(results),
+        "provenance_table": provenance_table(manifest),
+    }
+
+
+def history_view(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The history page: one row per published run (newest first) and the headline series."""
+    series: dict[str, list[float | None]] = {}
+    names = [name for name, _ in runs]
+    for i, (_, res) in enumerate(runs):
+        for measure, value in history_headline(res).items():
+            series.setdefault(measure, [None] * len(runs))[i] = value
+    rows = []
+    for name, res in reversed(runs):
+        counts = res.get("counts") or {}
+        flags = [{"measure": f["measure"], "rate": f"{100 * f['rate']:.1f}", "low": f"{100 * f['previous_ci_low']:.1f}",
+                  "high": f"{100 * f['previous_ci_high']:.1f}"} for f in res.get("history_flags") or []]
+        min_cell = ((res.get("parameters") or {}).get("privacy") or {}).get("min_cell_size", 0)
+        small = f"<{max(int(min_cell), 1)}"
+        rows.append({"name": name, "lab_rows_read": small if counts.get("lab_rows_read") is None
+                     else num(counts["lab_rows_read"]),
+                     "mg_results": small if counts.get("mg_results") is None else num(counts["mg_results"]),
+                     "flags": flags})
+    return {"runs": names, "series": series, "rows": rows}
+
+
+def history_headline(results: dict[str, Any]) -> dict[str, float | None]:
+    """The headline rates of one run (co-occurrence window, result level) and its Mg-check rate."""
+    out: dict[str, float | None] = {}
+    for row in results.get("cooccurrence") or []:
+        if (row["direction"] == HEADLINE_DIRECTION and is_cooccurrence_window(row) and row["level"] == "result"
+                and row["abnormality"] in ABNORMALITIES):
+            out[f"low Mg among {row['abnormality']}"] = row.get("prevalence")
+    out["Mg checked in hypokalemia"] = ((results.get("audit") or {}).get("overall") or {}).get("rate")
+    return out
