@@ -22,9 +22,8 @@ from pipelines.suppression import suppress
 SCHEMA_VERSION = 1
 DIRECTIONS = ("abnormality_given_hypomg", "hypomg_given_abnormality", "abnormality_given_normomg")
 LEVELS = ("result", "patient")
-# The sensitivity grid's directions and the mart that counts each (result level).
-SENSITIVITY_MARTS = (("abnormality_given_hypomg", "mart_sensitivity"),
-                     ("hypomg_given_abnormality", "mart_sensitivity_given_abnormality"))
+# The sensitivity grid's directions (result level), in the order results.json lists them.
+SENSITIVITY_DIRECTIONS = ("abnormality_given_hypomg", "hypomg_given_abnormality")
 # The seed cooccurrence_windows' width_setting of the co-occurrence window, published by its hours.
 COOCCURRENCE_SETTING = "windows.cooccurrence_hours"
 SECONDS_PER_HOUR = 3600.0
@@ -166,15 +165,17 @@ def prevalence_ratio_rows(counts: dict, min_cell: int, abnormalities: list[str],
 
 def sensitivity_rows(con: duckdb.DuckDBPyConnection, min_cell: int,
                      windows_: list[Window]) -> list[dict[str, Any]]:
-    """The sensitivity grid at result level, one direction after the other (SENSITIVITY_MARTS):
+    """The sensitivity grid at result level, one direction after the other (SENSITIVITY_DIRECTIONS):
     abnormality x calcium definition x Mg threshold x window, each cell a rate with its Wilson interval."""
     by_key = {w.key: w for w in windows_}
     out = []
-    for direction, mart in SENSITIVITY_MARTS:
+    for direction in SENSITIVITY_DIRECTIONS:
         for m in rows(
             con,
-            f"SELECT s.* FROM {mart} AS s JOIN param_windows AS w ON w.window_name = s.window_name "
+            "SELECT s.* FROM mart_sensitivity AS s JOIN param_windows AS w ON w.window_name = s.window_name "
+            "WHERE s.direction = ? "
             "ORDER BY s.abnormality, s.hypocalcemia_definition NULLS FIRST, s.threshold_mg_dl, w.window_id",
+            [direction],
         ):
             window = by_key[m["window_name"]]
             out.append({

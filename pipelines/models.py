@@ -37,6 +37,7 @@ FLAG_MODELS: tuple[str, ...] = (
     "intermediate/int_abnormality_results",
     "intermediate/int_partner_windows",
     "intermediate/int_cooccurrence_index",
+    "intermediate/int_sensitivity_given_abnormality",
     "intermediate/int_medication_classes",
     "intermediate/int_mg_exposures",
     "intermediate/int_hypokalemia_episodes",
@@ -47,7 +48,6 @@ MART_MODELS: tuple[str, ...] = (
     "marts/mart_attrition",
     "marts/mart_cooccurrence",
     "marts/mart_sensitivity",
-    "marts/mart_sensitivity_given_abnormality",
     "marts/mart_audit",
     "marts/mart_exposures",
 )

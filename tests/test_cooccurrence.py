@@ -205,7 +205,7 @@ def test_hypocalcemia_definitions_total_corrected_ionized(tmp_path):
     assert corrected[1][2] == pytest.approx(8.0 * 0.2495 + 0.02 * (40 - 20))
     grid = {(r[0], r[1]): (r[2], r[3]) for r in con.execute(
         "SELECT hypocalcemia_definition, window_name, numerator, denominator FROM mart_sensitivity "
-        "WHERE abnormality = 'hypocalcemia' AND threshold_mg_dl = 1.7").fetchall()}
+        "WHERE direction = 'abnormality_given_hypomg' AND abnormality = 'hypocalcemia' AND threshold_mg_dl = 1.7").fetchall()}
     assert grid[("total", "same_draw")] == (3, 3)
     assert grid[("corrected", "same_draw")] == (1, 2)
     assert grid[("ionized", "same_draw")] == (1, 1)
@@ -221,6 +221,6 @@ def test_sensitivity_thresholds_rethreshold_the_index(tmp_path):
     ])
     grid = {r[0]: (r[1], r[2]) for r in con.execute(
         "SELECT threshold_mg_dl, numerator, denominator FROM mart_sensitivity "
-        "WHERE abnormality = 'hypokalemia' AND window_name = 'same_draw' ORDER BY 1").fetchall()}
+        "WHERE direction = 'abnormality_given_hypomg' AND abnormality = 'hypokalemia' AND window_name = 'same_draw' ORDER BY 1").fetchall()}
     assert grid == {1.5: (1, 1), 1.6: (1, 2), 1.7: (1, 2), 1.8: (2, 3)}
-    assert con.execute("SELECT count(*) FROM mart_sensitivity").fetchone()[0] == 6 * 4 * 2
+    assert con.execute("SELECT count(*) FROM mart_sensitivity WHERE direction = 'abnormality_given_hypomg'").fetchone()[0] == 6 * 4 * 2

@@ -85,12 +85,12 @@ def test_a_third_window_in_the_sensitivity_grid(tmp_path, seed_dir):
     con = make_db(tmp_path, labs=LABS)
     grid = {(t, w): (n, d) for t, w, n, d in con.execute(
         "SELECT threshold_mg_dl, window_name, numerator, denominator FROM mart_sensitivity "
-        "WHERE abnormality = 'hypokalemia'").fetchall()}
+        "WHERE direction = 'abnormality_given_hypomg' AND abnormality = 'hypokalemia'").fetchall()}
     # Mg 1.5 mg/dL is below 1.6, 1.7 and 1.8 (strict), not below 1.5; Mg 2.0 is below none
     for threshold in (1.6, 1.7, 1.8):
         assert [grid[(threshold, w)] for w in ("same_draw", "6h", "24h")] == [(0, 1), (1, 2), (2, 3)]
     assert [grid[(1.5, w)] for w in ("same_draw", "6h", "24h")] == [(0, 0), (0, 0), (0, 0)]
-    assert con.execute("SELECT count(*) FROM mart_sensitivity").fetchone()[0] == 6 * 4 * 3
+    assert con.execute("SELECT count(*) FROM mart_sensitivity WHERE direction = 'abnormality_given_hypomg'").fetchone()[0] == 6 * 4 * 3
 
 
 def test_results_list_the_windows_in_seed_order(tmp_path, seed_dir):

@@ -1,12 +1,12 @@
--- mart_sensitivity: the sensitivity grid of abnormality_given_hypomg at result level
--- (docs/definitions.md section 4, Sensitivity grid). Grain: one row per abnormality x MG threshold x window, and for
--- hypocalcemia per definition too (total, corrected, ionized); others carry a null definition.
+-- mart_sensitivity: the sensitivity grid at result level, both directions
+-- (docs/definitions.md section 4, Sensitivity grid). Grain: one row per direction x abnormality x MG threshold x window,
+-- and for hypocalcemia per definition too (total, corrected, ionized); others carry a null definition.
 -- Definitions, thresholds and windows are the rows of param_abnormality_definitions,
--- param_mg_thresholds and param_windows (seeds and config). The grid of the other direction,
--- hypomg_given_abnormality, is mart_sensitivity_given_abnormality.
--- Index = MG results below threshold_mg_dl x 0.4114 (param_mg_thresholds, computed like values);
--- denominator = those with X measured in the window; numerator = those with X abnormal in it
--- (in the window: nearest partner within window_seconds, or, where uses_specimen, in the same specimen).
+-- param_mg_thresholds and param_windows (seeds and config).
+-- abnormality_given_hypomg: index = MG results below threshold_mg_dl x 0.4114 (param_mg_thresholds,
+-- computed like values); denominator = those with X measured in the window; numerator = those with
+-- X abnormal in it (nearest partner within window_seconds, or, where uses_specimen, in the same
+-- specimen). hypomg_given_abnormality: counted by int_sensitivity_given_abnormality.
 with
 
 indexed as (
@@ -26,22 +26,31 @@ indexed as (
 ),
 
 counted as (
-    select abnormality, hypocalcemia_definition, threshold_mg_dl, window_id,
+    select 'abnormality_given_hypomg' as direction, abnormality, hypocalcemia_definition, threshold_mg_dl,
+        window_id,
         sum(case when is_measured then 1 else 0 end) as denominator,
         sum(case when is_measured and is_abnormal then 1 else 0 end) as numerator
     from indexed
     group by abnormality, hypocalcemia_definition, threshold_mg_dl, window_id
+    union all
+    select 'hypomg_given_abnormality', abnormality, hypocalcemia_definition, threshold_mg_dl, window_id,
+        denominator, numerator
+    from int_sensitivity_given_abnormality
 ),
 
 skeleton as (
-    select a.abnormality, a.hypocalcemia_definition, t.threshold_mg_dl, w.window_id, w.window_name
-    from param_abnormality_definitions as a
+    select d.direction, a.abnormality, a.hypocalcemia_definition, t.threshold_mg_dl, w.window_id,
+        w.window_name
+    from ref_cooccurrence_directions as d
+    cross join param_abnormality_definitions as a
     cross join param_mg_thresholds as t
     cross join param_windows as w
+    where d.direction in ('abnormality_given_hypomg', 'hypomg_given_abnormality')
 ),
 
 final as (
     select
+        s.direction,
         s.abnormality,
         s.hypocalcemia_definition,
         s.threshold_mg_dl,
@@ -50,10 +59,10 @@ final as (
         cast(coalesce(c.denominator, 0) as bigint) as denominator
     from skeleton as s
     left join counted as c
-        on c.abnormality = s.abnormality
+        on c.direction = s.direction and c.abnormality = s.abnormality
         and coalesce(c.hypocalcemia_definition, '') = coalesce(s.hypocalcemia_definition, '')
         and c.threshold_mg_dl = s.threshold_mg_dl and c.window_id = s.window_id
 )
 
-select abnormality, hypocalcemia_definition, threshold_mg_dl, window_name, numerator, denominator
+select direction, abnormality, hypocalcemia_definition, threshold_mg_dl, window_name, numerator, denominator
 from final

@@ -1,8 +1,7 @@
--- mart_sensitivity_given_abnormality: the sensitivity grid of hypomg_given_abnormality at result level
--- (docs/definitions.md section 4, Sensitivity grid). Grain: one row per abnormality x MG threshold x window, and for
--- hypocalcemia per definition too (total, corrected, ionized); others carry a null definition.
--- Definitions, thresholds and windows are the rows of param_abnormality_definitions,
--- param_mg_thresholds and param_windows (seeds and config); mart_sensitivity is the other direction.
+-- int_sensitivity_given_abnormality: counts of the sensitivity grid's hypomg_given_abnormality
+-- direction at result level (docs/definitions.md section 4, Sensitivity grid); mart_sensitivity
+-- puts them beside the other direction on one skeleton. Grain: one row per abnormality x
+-- definition x MG threshold x window that has index results.
 -- Index = results abnormal for X (int_partner_windows pair_direction 'to_mg', each definition's threshold);
 -- denominator = those with MG measured in the window (as mart_cooccurrence counts it);
 -- numerator = those with an MG result below threshold_mg_dl x 0.4114 (threshold_mmol_l) in the window:
@@ -106,29 +105,7 @@ counted as (
         sum(case when is_measured and is_low then 1 else 0 end) as numerator
     from in_windows
     group by abnormality, hypocalcemia_definition, threshold_mg_dl, window_id
-),
-
-skeleton as (
-    select a.abnormality, a.hypocalcemia_definition, t.threshold_mg_dl, w.window_id, w.window_name
-    from param_abnormality_definitions as a
-    cross join param_mg_thresholds as t
-    cross join param_windows as w
-),
-
-final as (
-    select
-        s.abnormality,
-        s.hypocalcemia_definition,
-        s.threshold_mg_dl,
-        s.window_name,
-        cast(coalesce(c.numerator, 0) as bigint) as numerator,
-        cast(coalesce(c.denominator, 0) as bigint) as denominator
-    from skeleton as s
-    left join counted as c
-        on c.abnormality = s.abnormality
-        and coalesce(c.hypocalcemia_definition, '') = coalesce(s.hypocalcemia_definition, '')
-        and c.threshold_mg_dl = s.threshold_mg_dl and c.window_id = s.window_id
 )
 
-select abnormality, hypocalcemia_definition, threshold_mg_dl, window_name, numerator, denominator
-from final
+select abnormality, hypocalcemia_definition, threshold_mg_dl, window_id, numerator, denominator
+from counted
