@@ -246,10 +246,38 @@ def build_results(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, A
     suppressed document leaves this function.
     """
     min_cell = config.privacy.min_cell_size
-    document = _document(con, config, min_cell)
+    reads = _ReadOnce(con)  # both builds read the marts once (some reads scan every loaded result)
+    document = _document(reads, config, min_cell)
     if min_cell <= 0:
         return document
-    return suppress(document, min_cell, raw=_document(con, config, 0))
+    return suppress(document, min_cell, raw=_document(reads, config, 0))
+
+
+class _Fetched:
+    """A query's rows as fetched, with the parts of a DuckDB result the readers use."""
+
+    def __init__(self, description: Any, fetched: list[tuple]):
+        self.description, self._rows = description, fetched
+
+    def fetchall(self) -> list[tuple]:
+        return list(self._rows)
+
+    def fetchone(self) -> tuple | None:
+        return self._rows[0] if self._rows else None
+
+
+class _ReadOnce:
+    """Runs each distinct read query once and answers repeats from what it fetched."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self._con, self._fetched = con, {}
+
+    def execute(self, sql: str, params: list | None = None) -> _Fetched:
+        key = (sql, tuple(params or ()))
+        if key not in self._fetched:
+            cursor = self._con.execute(sql, params or [])
+            self._fetched[key] = _Fetched(cursor.description, cursor.fetchall())
+        return self._fetched[key]
 
 
 def _document(con: duckdb.DuckDBPyConnection, config: Config, min_cell: int) -> dict[str, Any]:
