@@ -106,12 +106,22 @@ def create_parameter_tables(con: duckdb.DuckDBPyConnection, config: Config) -> N
         f"INSERT INTO params VALUES ({', '.join('?' for _ in values)}, ?, ?, ?)",
         [*values.values(), config.analysis.hypocalcemia_definition, extract_at, WHITESPACE_CHARS],
     )
-    con.execute("CREATE OR REPLACE TABLE param_mg_thresholds (threshold_mg_dl DOUBLE, threshold_mmol_l DOUBLE)")
+    thresholds = config.analysis.sensitivity_mg_thresholds_mg_dl
+    if len(thresholds) > MAX_GRID_THRESHOLDS:
+        raise ConfigError(f"analysis.sensitivity_mg_thresholds_mg_dl: at most {MAX_GRID_THRESHOLDS} thresholds "
+                          f"(each is one flag bit), got {len(thresholds)}")
+    con.execute("CREATE OR REPLACE TABLE param_mg_thresholds (threshold_mg_dl DOUBLE, threshold_mmol_l DOUBLE, "
+                "grid_bit BIGINT)")
     factor = unit_factor("MG", "mg/dl")
     con.executemany(
-        "INSERT INTO param_mg_thresholds VALUES (?, ?)",
-        [(t, t * factor) for t in config.analysis.sensitivity_mg_thresholds_mg_dl],
+        "INSERT INTO param_mg_thresholds VALUES (?, ?, ?)",
+        [(t, t * factor, 1 << (GRID_FIRST_BIT + i)) for i, t in enumerate(thresholds)],
     )
+    con.execute("CREATE OR REPLACE TABLE param_bits (mg_measured_bit BIGINT, hypomg_bit BIGINT, "
+                "measured_mask BIGINT, abnormal_mask BIGINT)")
+    con.execute("INSERT INTO param_bits VALUES (?, ?, ?, ?)",
+                [1 << MG_MEASURED_BIT, 1 << HYPOMG_BIT, (1 << MAX_DEFINITIONS) - 1,
+                 ((1 << MAX_DEFINITIONS) - 1) << ABNORMAL_FIRST_BIT])
     # input columns verified as not identifying (config.privacy.allow_columns), read by the
     # identifier guard at ingest (pipelines/ingest/identifiers.py)
     con.execute("CREATE OR REPLACE TABLE param_allow_columns (column_name VARCHAR)")
@@ -125,6 +135,17 @@ VALUE_SOURCES: dict[str, str | None] = {"result": None, "corrected_calcium": "CA
 SECONDS_PER_HOUR = 3600.0
 LAST_WINDOW_SETTING = "windows.cooccurrence_hours"
 
+# Flag bits (docs/definitions.md section 4, "Flags as bits"): every result's flags are one BIGINT, so one
+# window sort per patient answers every definition, direction and window at once. Definition d
+# (1-based) owns bit d-1 (its partner measured) and bit 24+d-1 (abnormal); magnesium owns bit 48
+# (measured), 49 (hypomagnesemia) and 50.. (below each sensitivity-grid threshold).
+MAX_DEFINITIONS = 24
+ABNORMAL_FIRST_BIT = 24
+MG_MEASURED_BIT = 48
+HYPOMG_BIT = 49
+GRID_FIRST_BIT = 50
+MAX_GRID_THRESHOLDS = 13
+
 WindowRow = tuple[int, str, float, bool]
 DefinitionRow = tuple[int, str, str | None, str, str, float]
 
@@ -137,8 +158,9 @@ def create_definition_tables(con: duckdb.DuckDBPyConnection, windows: list[Windo
     con.executemany("INSERT INTO param_windows VALUES (?, ?, ?, ?)", windows)
     con.execute("CREATE OR REPLACE TABLE param_abnormality_definitions (definition_id INTEGER, abnormality VARCHAR, "
                 "hypocalcemia_definition VARCHAR, partner_analyte VARCHAR, value_source VARCHAR, "
-                "threshold_canonical DOUBLE)")
-    con.executemany("INSERT INTO param_abnormality_definitions VALUES (?, ?, ?, ?, ?, ?)", definitions)
+                "threshold_canonical DOUBLE, measured_bit BIGINT, abnormal_bit BIGINT)")
+    con.executemany("INSERT INTO param_abnormality_definitions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*d, 1 << (d[0] - 1), 1 << (ABNORMAL_FIRST_BIT + d[0] - 1)) for d in definitions])
 
 
 def window_rows(config: Config) -> list[WindowRow]:
@@ -222,6 +244,9 @@ def definition_rows(config: Config) -> list[DefinitionRow]:
         out.append((number, abnormality, definition, analyte, source, thresholds[threshold]))
     if not out:
         raise ConfigError("seed abnormality_definitions.csv: no definition")
+    if len(out) > MAX_DEFINITIONS:
+        raise ConfigError(f"seed abnormality_definitions.csv: at most {MAX_DEFINITIONS} definitions (each owns two "
+                          f"flag bits), got {len(out)}")
     _check_named_definitions(out, config.analysis.hypocalcemia_definition)
     return out
 

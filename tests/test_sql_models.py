@@ -71,7 +71,7 @@ def test_a_model_changes_kind_over_a_database_built_by_an_earlier_version(tmp_pa
 
     con = connect(tmp_path / "old.duckdb", Config())
     create_parameter_tables(con, Config())
-    view = "intermediate/int_abnormality_results"
+    view = "intermediate/int_result_bits"
     assert view in VIEWS
     con.execute(f"CREATE TABLE {table_name(view)} AS SELECT 42 AS stale")
     con.execute("CREATE VIEW stg_lab_rows AS SELECT 42 AS stale")
@@ -82,4 +82,7 @@ def test_a_model_changes_kind_over_a_database_built_by_an_earlier_version(tmp_pa
     kinds = dict(con.execute("SELECT table_name, 'table' FROM duckdb_tables() UNION ALL "
                              "SELECT view_name, 'view' FROM duckdb_views() WHERE NOT internal").fetchall())
     assert kinds[table_name(view)] == "view" and kinds["stg_lab_rows"] == "table"
-    assert con.execute(f"SELECT abnormality, is_abnormal FROM {table_name(view)}").fetchall() == [("hypokalemia", True)]
+    # K 3.1 mmol/L: hypokalemia (definition 1) measured (bit 0) and abnormal (bit 24); MG 1.5 mg/dL:
+    # measured (48), hypomagnesemia (49), below the grid's 1.6, 1.7 and 1.8 mg/dL (bits 51-53) but not 1.5
+    assert con.execute(f"SELECT index_class, bits FROM {table_name(view)} ORDER BY bits").fetchall() == [
+        (None, 2**0 + 2**24), ("hypo", 2**48 + 2**49 + 2**51 + 2**52 + 2**53)]

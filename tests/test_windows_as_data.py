@@ -160,8 +160,10 @@ def test_each_definition_reads_its_analyte_and_threshold_from_the_seed(tmp_path,
     (seed_dir / "abnormality_definitions.csv").write_text(
         DEFINITIONS_HEADER + GOOD_DEFINITIONS + "severe_hypokalemia,,K,result,severe_hypokalemia_mmol_l\n")
     con = make_db(tmp_path, labs=[*LABS, lab("k_low_at_5h", at(6), "K", "2.4", "mmol/L")])
-    flags = con.execute("SELECT patient_id, collected_at, is_abnormal FROM int_abnormality_results "
-                        "WHERE abnormality = 'severe_hypokalemia' ORDER BY ALL").fetchall()
+    flags = con.execute("SELECT f.patient_id, f.collected_at, (r.bits & d.abnormal_bit) <> 0 FROM int_result_bits AS r "
+                        "JOIN int_lab_flags AS f ON f.row_id = r.row_id "
+                        "JOIN param_abnormality_definitions AS d ON (r.bits & d.measured_bit) <> 0 "
+                        "WHERE d.abnormality = 'severe_hypokalemia' ORDER BY ALL").fetchall()
     assert [(p, str(t)[11:16], a) for p, t, a in flags] == [
         ("k_low_at_5h", "13:00", False), ("k_low_at_5h", "14:00", True), ("k_low_at_7h", "15:00", False),
         ("k_normal_at_30min", "08:30", False), ("normomg_k_normal_at_5h", "13:00", False)]

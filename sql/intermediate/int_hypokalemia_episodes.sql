@@ -8,6 +8,10 @@
 -- end + 24 h]; refractory: a k_supplement started in [start, end] and a low K >= 24 h after the
 -- first such start, within the episode (i.e. end >= first start + 24 h). All bounds inclusive.
 -- The times that justify each flag are kept (first_mg_at, ...) so any episode can be audited.
+-- For the review worklist and the time-to-check measures (docs/definitions.md section 5, Audit
+-- charts): encounter_id of the first low K; first_mg_in_span_at, the first valid MG in
+-- [start - 24 h, end + 24 h] (checked or not); k_supplement_at, the first k_supplement order
+-- starting in [start - 24 h, end + 24 h] (k_supplement_given).
 -- Linear: the "first event at or after an anchor" comes from running minima over a time-ordered
 -- union of anchors and events (anchors sort first at equal times), never from a range join.
 with
@@ -56,9 +60,10 @@ episodes as (
 ),
 
 episode_units as (
-    select e.*, n.care_unit
+    select e.*, n.care_unit, r.encounter_id
     from episodes as e
     join numbered as n on n.patient_id = e.patient_id and n.k_order = e.first_k_order
+    left join int_lab_results as r on r.row_id = n.row_id
 ),
 
 episode_patients as (
@@ -122,7 +127,8 @@ anchored as (
         max(case when f.anchor = 'before_start' then f.first_mg_at end) as first_mg_at,
         max(case when f.anchor = 'before_start' then f.first_hypomg_at end) as first_hypomg_at,
         max(case when f.anchor = 'before_start' then f.first_mg_supplement_at end) as first_mg_supplement_at,
-        max(case when f.anchor = 'start' then f.first_k_supplement_at end) as first_k_supplement_at
+        max(case when f.anchor = 'start' then f.first_k_supplement_at end) as first_k_supplement_at,
+        max(case when f.anchor = 'before_start' then f.first_k_supplement_at end) as k_supplement_near_at
     from firsts as f
     where f.is_event = 0
     group by f.patient_id, f.episode_number
@@ -148,6 +154,9 @@ final as (
         case when a.first_mg_supplement_at <= e.end_at + w.mg_check then a.first_mg_supplement_at end
             as mg_repleted_at,
         case when a.first_k_supplement_at <= e.end_at then a.first_k_supplement_at end as first_k_supplement_at,
+        e.encounter_id,
+        case when a.first_mg_at <= e.end_at + w.mg_check then a.first_mg_at end as first_mg_in_span_at,
+        case when a.k_supplement_near_at <= e.end_at + w.mg_check then a.k_supplement_near_at end as k_supplement_at,
         w.refractory_after
     from episode_units as e
     join anchored as a on a.patient_id = e.patient_id and a.episode_number = e.episode_number
@@ -167,5 +176,9 @@ select
     mg_repleted_at is not null as mg_repleted, mg_repleted_at,
     first_k_supplement_at,
     coalesce(first_k_supplement_at is not null and end_at >= first_k_supplement_at + refractory_after, false)
-        as refractory
+        as refractory,
+    encounter_id,
+    first_mg_in_span_at,
+    k_supplement_at,
+    k_supplement_at is not null as k_supplement_given
 from final

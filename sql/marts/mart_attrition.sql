@@ -1,5 +1,6 @@
 -- mart_attrition: rows and patients at each step from input to analysis (STYLE.md: an attrition
 -- table at each step; docs/definitions.md sections 2 and 4). Grain: one row per step, in step order.
+-- Step 6 reads the co-occurrence window (the last of param_windows) without the specimen rule.
 with
 
 steps as (
@@ -21,10 +22,10 @@ steps as (
     union all
     select 6, 'hypomagnesemia results with potassium measured within the co-occurrence window',
         count(*), count(distinct patient_id)
-    from int_partner_windows as pw
-    cross join params as p
-    where pw.pair_direction = 'from_mg' and pw.abnormality = 'hypokalemia' and pw.is_hypomagnesemia
-        and pw.nearest_partner_s <= p.cooccurrence_seconds
+    from int_index_windows as i
+    inner join (select max(window_id) as window_id from param_windows) as w on w.window_id = i.window_id
+    inner join param_abnormality_definitions as d on d.abnormality = 'hypokalemia'
+    where i.index_class = 'hypo' and (i.window_bits & d.measured_bit) <> 0
 )
 
 select step_order, step, cast(row_count as bigint) as row_count, cast(patient_count as bigint) as patient_count

@@ -11,81 +11,66 @@
 --     mg_tested_fraction (share of index results, or patients, with magnesium measured).
 --   result level: every index result; patient level: each patient once, by the earliest index
 --     result with the partner measured (ties: smallest result id, numerically if all numeric).
--- Index results come from int_cooccurrence_index (configured hypocalcemia definition, one row per window).
--- Bounded memory: each patient's first index result is joined back on its earliest time, not numbered.
+-- Counted from int_index_patterns (index rows grouped by their flag bits) at the configured
+-- hypocalcemia definition: a definition's question is a test of its bits (measured_bit, abnormal_bit).
 with
 
-by_patient as (
+definitions as (
+    select d.definition_id, d.abnormality, d.measured_bit, d.abnormal_bit
+    from param_abnormality_definitions as d
+    cross join params as p
+    where d.hypocalcemia_definition is null or d.hypocalcemia_definition = p.hypocalcemia_definition
+),
+
+answered as (
+    -- each pattern's answer to each definition's question; `own` = the index row's own definition bit
     select
-        direction, abnormality, window_id, patient_id,
-        count(*) as index_count,
-        sum(case when is_measured then 1 else 0 end) as denominator,
-        sum(case when is_measured and is_abnormal then 1 else 0 end) as numerator,
-        min(case when is_measured then collected_at end) as first_at
-    from int_cooccurrence_index
-    group by direction, abnormality, window_id, patient_id
-),
-
-by_group as (
-    select
-        direction, abnormality, window_id,
-        count(*) as patient_index_count,
-        sum(index_count) as index_count,
-        sum(denominator) as denominator,
-        sum(numerator) as numerator
-    from by_patient
-    group by direction, abnormality, window_id
-),
-
-result_level as (
-    select direction, abnormality, window_id, 'result' as level, index_count, denominator, numerator
-    from by_group
-),
-
-at_first_time as (
-    -- each patient's index results at its earliest time with the partner measured, per window
-    select b.direction, b.abnormality, b.window_id, b.patient_id,
-        i.result_id_num, i.result_id, i.row_id, i.is_abnormal
-    from int_cooccurrence_index as i
-    inner join by_patient as b
-        on b.direction = i.direction and b.abnormality = i.abnormality and b.window_id = i.window_id
-        and b.patient_id = i.patient_id and b.first_at = i.collected_at
-    where i.is_measured
-),
-
-patient_first as (
-    -- ties at the earliest time: smallest result id (numerically when all ids are numeric)
-    select a.*,
-        row_number() over (
-            partition by a.direction, a.abnormality, a.window_id, a.patient_id
-            order by a.result_id_num, a.result_id, a.row_id
-        ) as index_order
-    from at_first_time as a
-),
-
-patient_counts as (
-    select direction, abnormality, window_id,
-        count(*) as denominator,
-        sum(case when is_abnormal then 1 else 0 end) as numerator
-    from patient_first
-    where index_order = 1
-    group by direction, abnormality, window_id
-),
-
-patient_level as (
-    select g.direction, g.abnormality, g.window_id, 'patient' as level,
-        g.patient_index_count as index_count,
-        coalesce(pc.denominator, 0) as denominator,
-        coalesce(pc.numerator, 0) as numerator
-    from by_group as g
-    left join patient_counts as pc
-        on pc.direction = g.direction and pc.abnormality = g.abnormality and pc.window_id = g.window_id
+        case pt.index_class
+            when 'hypo' then 'abnormality_given_hypomg'
+            when 'normo' then 'abnormality_given_normomg'
+            else 'hypomg_given_abnormality'
+        end as direction,
+        d.abnormality,
+        pt.window_id,
+        pt.row_count,
+        case when pt.index_class = 'abnormal' then (pt.own_bits & d.abnormal_bit) <> 0 else true end as is_index,
+        case
+            when pt.index_class = 'abnormal'
+                then (pt.own_bits & d.abnormal_bit) <> 0 and (pt.partner_bits & b.mg_measured_bit) <> 0
+            else (pt.partner_bits & d.measured_bit) <> 0
+        end as is_measured,
+        case
+            when pt.index_class = 'abnormal' then (pt.partner_bits & b.hypomg_bit) <> 0
+            else (pt.partner_bits & d.abnormal_bit) <> 0
+        end as is_abnormal,
+        case
+            when pt.index_class = 'abnormal' then (pt.first_index_bits & d.abnormal_bit) <> 0
+            else pt.first_index_bits <> 0
+        end as is_first_index,
+        case
+            when pt.index_class = 'abnormal' then (pt.first_eligible_bits & d.abnormal_bit) <> 0
+            else (pt.first_eligible_bits & d.measured_bit) <> 0
+        end as is_first_measured
+    from int_index_patterns as pt
+    cross join definitions as d
+    cross join param_bits as b
+    where pt.index_class in ('hypo', 'normo', 'abnormal')
 ),
 
 counted as (
-    select * from result_level
+    select direction, abnormality, window_id, 'result' as level,
+        sum(case when is_index then row_count else 0 end) as index_count,
+        sum(case when is_measured then row_count else 0 end) as denominator,
+        sum(case when is_measured and is_abnormal then row_count else 0 end) as numerator
+    from answered
+    group by direction, abnormality, window_id
     union all
-    select * from patient_level
+    select direction, abnormality, window_id, 'patient',
+        sum(case when is_first_index then row_count else 0 end),
+        sum(case when is_first_measured then row_count else 0 end),
+        sum(case when is_first_measured and is_abnormal then row_count else 0 end)
+    from answered
+    group by direction, abnormality, window_id
 ),
 
 skeleton as (

@@ -3,39 +3,33 @@
 -- and for hypocalcemia per definition too (total, corrected, ionized); others carry a null definition.
 -- Definitions, thresholds and windows are the rows of param_abnormality_definitions,
 -- param_mg_thresholds and param_windows (seeds and config).
--- abnormality_given_hypomg: index = MG results below threshold_mg_dl x 0.4114 (param_mg_thresholds,
--- computed like values); denominator = those with X measured in the window; numerator = those with
--- X abnormal in it (nearest partner within window_seconds, or, where uses_specimen, in the same
--- specimen). hypomg_given_abnormality: counted by int_sensitivity_given_abnormality.
+-- abnormality_given_hypomg: index = MG results below threshold_mg_dl x 0.4114 (their own grid_bit);
+-- denominator = those with X measured in the window; numerator = those with X abnormal in it.
+-- hypomg_given_abnormality: index = results abnormal for X; denominator = those with MG measured in
+-- the window; numerator = those with an MG result below the threshold in it (its grid_bit).
+-- Counted from int_index_patterns (index rows grouped by their flag bits).
 with
 
-indexed as (
-    select
-        f.abnormality,
-        f.hypocalcemia_definition,
-        t.threshold_mg_dl,
-        w.window_id,
-        (w.uses_specimen and f.specimen_partner)
-            or coalesce(f.nearest_partner_s <= w.window_seconds, false) as is_measured,
-        (w.uses_specimen and f.specimen_abnormal_partner)
-            or coalesce(f.nearest_abnormal_partner_s <= w.window_seconds, false) as is_abnormal
-    from int_partner_windows as f
-    cross join param_mg_thresholds as t
-    cross join param_windows as w
-    where f.pair_direction = 'from_mg' and f.index_mg_mmol_l < t.threshold_mmol_l
-),
-
 counted as (
-    select 'abnormality_given_hypomg' as direction, abnormality, hypocalcemia_definition, threshold_mg_dl,
-        window_id,
-        sum(case when is_measured then 1 else 0 end) as denominator,
-        sum(case when is_measured and is_abnormal then 1 else 0 end) as numerator
-    from indexed
-    group by abnormality, hypocalcemia_definition, threshold_mg_dl, window_id
+    select 'abnormality_given_hypomg' as direction, d.abnormality, d.hypocalcemia_definition, t.threshold_mg_dl,
+        pt.window_id,
+        sum(case when (pt.partner_bits & d.measured_bit) <> 0 then pt.row_count else 0 end) as denominator,
+        sum(case when (pt.partner_bits & d.abnormal_bit) <> 0 then pt.row_count else 0 end) as numerator
+    from int_index_patterns as pt
+    cross join param_abnormality_definitions as d
+    inner join param_mg_thresholds as t on (pt.own_bits & t.grid_bit) <> 0
+    where pt.index_class <> 'abnormal'
+    group by d.abnormality, d.hypocalcemia_definition, t.threshold_mg_dl, pt.window_id
     union all
-    select 'hypomg_given_abnormality', abnormality, hypocalcemia_definition, threshold_mg_dl, window_id,
-        denominator, numerator
-    from int_sensitivity_given_abnormality
+    select 'hypomg_given_abnormality', d.abnormality, d.hypocalcemia_definition, t.threshold_mg_dl, pt.window_id,
+        sum(case when (pt.partner_bits & b.mg_measured_bit) <> 0 then pt.row_count else 0 end),
+        sum(case when (pt.partner_bits & t.grid_bit) <> 0 then pt.row_count else 0 end)
+    from int_index_patterns as pt
+    inner join param_abnormality_definitions as d on (pt.own_bits & d.abnormal_bit) <> 0
+    cross join param_mg_thresholds as t
+    cross join param_bits as b
+    where pt.index_class = 'abnormal'
+    group by d.abnormality, d.hypocalcemia_definition, t.threshold_mg_dl, pt.window_id
 ),
 
 skeleton as (
