@@ -49,8 +49,8 @@ def main(sizes: list[str]) -> None:
         for name in even["times"]:
             e, s = even["times"][name], skew["times"][name]
             print(f"{name:<28} {e:>8.2f} {s:>9.2f} {s / e if e else float('nan'):>6.2f}")
-        pw_even, pw_skew = even["times"]["int_partner_windows"], skew["times"]["int_partner_windows"]
-        print(f"int_partner_windows per million loaded results: even {pw_even / even['rows'] * 1e6:.2f} s, "
+        pw_even, pw_skew = even["times"]["int_index_windows"], skew["times"]["int_index_windows"]
+        print(f"int_index_windows per million loaded results: even {pw_even / even['rows'] * 1e6:.2f} s, "
               f"skewed {pw_skew / skew['rows'] * 1e6:.2f} s; skewed/even per row "
               f"{(pw_skew / skew['rows']) / (pw_even / even['rows']):.2f}", flush=True)
 

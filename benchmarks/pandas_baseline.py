@@ -70,11 +70,12 @@ con = connect(os.path.join(tempfile.mkdtemp(), 'b.duckdb'), cfg)
 create_parameter_tables(con, cfg)
 ingest(con, 'generic', {folder!r}, cfg)
 build_models(con, NORMALISE_MODELS + ('intermediate/int_lab_flags', 'intermediate/int_calcium_corrected',
-                                      'intermediate/int_abnormality_results', 'intermediate/int_partner_windows'))
-num, den = con.execute("SELECT count(*) FILTER (WHERE nearest_abnormal_partner_s <= cooccurrence_seconds), "
-                       "count(*) FILTER (WHERE nearest_partner_s <= cooccurrence_seconds) "
-                       "FROM int_partner_windows CROSS JOIN params WHERE pair_direction = 'from_mg' "
-                       "AND abnormality = 'hypokalemia' AND is_hypomagnesemia").fetchone()
+                                      'intermediate/int_result_bits', 'intermediate/int_index_windows'))
+num, den = con.execute("SELECT count(*) FILTER (WHERE (i.partner_bits & d.abnormal_bit) <> 0), "
+                       "count(*) FILTER (WHERE (i.partner_bits & d.measured_bit) <> 0) "
+                       "FROM int_index_windows AS i JOIN param_windows AS w ON w.window_id = i.window_id "
+                       "JOIN param_abnormality_definitions AS d ON d.abnormality = 'hypokalemia' "
+                       "WHERE w.window_name = '24h' AND i.index_class = 'hypo'").fetchone()
 print(num, den, time.perf_counter() - t)
 """
 

@@ -1,7 +1,7 @@
 """Profile one SQL model on a database a run left behind: DuckDB's EXPLAIN ANALYZE, per operator.
 
     .venv/bin/hypomag run --source generic --input benchmarks/data/10M-parquet --db /tmp/p/10M.duckdb
-    .venv/bin/python benchmarks/profile_model.py /tmp/p/10M.duckdb intermediate/int_partner_windows \
+    .venv/bin/python benchmarks/profile_model.py /tmp/p/10M.duckdb intermediate/int_index_windows \
         [--memory-limit 400MB] [--threads 2]
 
 Runs the model's SELECT (the same text `build_models` uses) under EXPLAIN ANALYZE with the run's
@@ -51,7 +51,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("db", type=Path, help="a DuckDB file built by `hypomag run --db`")
-    parser.add_argument("model", help="e.g. intermediate/int_partner_windows or marts/mart_cooccurrence")
+    parser.add_argument("model", help="e.g. intermediate/int_index_windows or marts/mart_cooccurrence")
     parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit (default: the run's)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--top", type=int, default=15, help="how many of the slowest operators to list")

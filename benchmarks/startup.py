@@ -17,9 +17,11 @@ from common import python_snippet, timed
 
 def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="hypomag-empty-"))
-    (folder / "labs.csv").write_text("patient_id,collected_at,analyte,value,unit\n")
-    (folder / "medications.csv").write_text("patient_id,start_at,drug\n")
-    seconds, _ = timed([sys.executable, "-m", "pipelines.cli", "run", "--source", "generic", "--input", str(folder),
+    inputs = folder / "input"  # outputs must not be inside the input (path safety)
+    inputs.mkdir()
+    (inputs / "labs.csv").write_text("patient_id,collected_at,analyte,value,unit\n")
+    (inputs / "medications.csv").write_text("patient_id,start_at,drug\n")
+    seconds, _ = timed([sys.executable, "-m", "pipelines.cli", "run", "--source", "generic", "--input", str(inputs),
                         "--out", str(folder / "out"), "--db", str(folder / "empty.duckdb")])
     print(f"hypomag run on an empty input: {seconds:.1f} s (exit 1: no magnesium result, a blocking expectation)")
     for label, code in (

@@ -130,7 +130,7 @@ def create_parameter_tables(con: duckdb.DuckDBPyConnection, config: Config) -> N
 
 
 # Where an abnormality definition's value comes from, and the analyte it needs (None: any but MG):
-# int_abnormality_results has one branch per source.
+# int_result_bits has one branch per source.
 VALUE_SOURCES: dict[str, str | None] = {"result": None, "corrected_calcium": "CA"}
 SECONDS_PER_HOUR = 3600.0
 LAST_WINDOW_SETTING = "windows.cooccurrence_hours"

@@ -135,10 +135,10 @@ def test_progress_display_only_on_a_terminal():
     PROGRESS.addHandler(display)  # the flow's and the models' progress records
     try:
         PROGRESS.info("%s", "flag", extra={"step": "flag"})
-        PROGRESS.info("model %s", "int_partner_windows")
+        PROGRESS.info("model %s", "int_index_windows")
     finally:
         PROGRESS.removeHandler(display)
     display.since = time.monotonic() - 12
     console = Console(file=StringIO(), width=100)
     console.print(display._render())
-    assert "flag (model int_partner_windows): 12 s" in console.file.getvalue()
+    assert "flag (model int_index_windows): 12 s" in console.file.getvalue()
