@@ -13,6 +13,7 @@ from typing import Any
 
 import duckdb
 
+from pipelines import audit_results
 from pipelines.config import Config
 from pipelines.db import rows
 from pipelines.seeds import read_seed
@@ -249,8 +250,9 @@ def build_results(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, A
     reads = _ReadOnce(con)  # both builds read the marts once (some reads scan every loaded result)
     document = _document(reads, config, min_cell)
     if min_cell <= 0:
-        return document
-    return suppress(document, min_cell, raw=_document(reads, config, 0))
+        return finish_audit(document, document, config, 0)
+    raw = _document(reads, config, 0)
+    return finish_audit(suppress(document, min_cell, raw=raw), raw, config, min_cell)
 
 
 class _Fetched:
@@ -290,7 +292,7 @@ def _document(con: duckdb.DuckDBPyConnection, config: Config, min_cell: int) -> 
         "cooccurrence": cooccurrence_rows(marts, min_cell, abnormalities, windows_),
         "prevalence_ratios": prevalence_ratio_rows(marts, min_cell, abnormalities, windows_),
         "sensitivity": sensitivity_rows(con, min_cell, windows_),
-        "audit": audit(con, min_cell),
+        "audit": {**audit(con, min_cell), **audit_additions(con, config, min_cell)},
         "exposures": exposures(con, min_cell),
         # Additions to schema_version 1 (the contract allows adding): the report's other charts.
         "testing_rate_references": testing_rate_references(),
@@ -409,3 +411,17 @@ def mg_distribution(con: duckdb.DuckDBPyConnection, min_cell: int) -> dict[str, 
                   "results": None if is_small_cell(0, b["n"], min_cell) else b["n"],
                   "suppressed": is_small_cell(0, b["n"], min_cell)} for b in bins],
     }
+
+
+# ---- the quality team's audit (docs/definitions.md section 5, Audit charts) ---------------------
+# Additions to results.json `audit`: period, spc, funnel, time_to_check, reflex_simulation, worklist.
+
+
+def audit_additions(con: duckdb.DuckDBPyConnection, config: Config, min_cell: int) -> dict[str, Any]:
+    """The audit's additions to results.json with primary suppression (pipelines/audit_results.py)."""
+    return audit_results.additions(con, config, min_cell, data_window(con))
+
+
+def finish_audit(document: dict[str, Any], raw: dict[str, Any], config: Config, min_cell: int) -> dict[str, Any]:
+    """Complementary suppression of the audit's additions, then the control chart drawn on the shown periods."""
+    return audit_results.finish(document, raw, config, min_cell)

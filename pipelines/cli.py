@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -59,6 +60,8 @@ def _options(
     """hypomag: hypomagnesemia and its co-occurring electrolyte abnormalities in lab data."""
     global DEBUG, VERBOSE
     DEBUG, VERBOSE = debug, verbose
+    if debug:
+        os.environ["HYPOMAG_DEBUG"] = "1"  # flows run by `serve` (in their own processes) log tracebacks too
 
 
 class _NoUserErrorTracebacks(logging.Filter):
@@ -125,7 +128,7 @@ def console_logging(verbose: bool) -> None:
 def _announce(command: str, spec: RunSpec) -> None:
     """The first line, before any slow import: what runs, on what, and where it will write."""
     what = f"{spec.source} inbox" if spec.incremental else f"{spec.source} input"
-    outputs = (f"{spec.out_dir.absolute()}/<run date>/ (with latest and index.html)" if spec.incremental
+    outputs = (f"{spec.out_dir.absolute()}/<UTC start time>/ (with latest and index.html)" if spec.incremental
                else str(spec.out_dir.absolute()))
     params = f"parameters {spec.config_path}" if spec.config_path else "default parameters"
     out.print(f"hypomag {command}: {what} {spec.input_dir.absolute()} -> database {spec.db_path.absolute()}, "
@@ -265,6 +268,15 @@ def _flag_text(f: dict[str, Any]) -> str:
             f"{100 * f['previous_ci_low']:.1f}-{100 * f['previous_ci_high']:.1f}%")
 
 
+def _rejected(published: Path) -> list[dict[str, Any]]:
+    """The inbox files an incremental run rejected (manifest.json rejected_inputs)."""
+    manifest = published / "manifest.json"
+    return (json.loads(manifest.read_text()).get("rejected_inputs") or []) if manifest.is_file() else []
+
+
+EXIT_REJECTED = 3  # published; some inbox files were rejected (docs/contract.md)
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -290,6 +302,9 @@ def _summary(published: Path, seconds: float) -> None:
     flags = results.get("history_flags") or []
     if flags:
         out.print(f"{_plural(len(flags), 'history flag')}: {'; '.join(map(_flag_text, flags))}", style="yellow", **say)
+    for r in _rejected(published):
+        out.print(f"Rejected {r['reason']}; not loaded, moved with its .reason.txt to "
+                  f"{Path(r['path']).parent / 'rejected'}/", style="yellow", **say)
     out.print(f"Report:  {published / 'report.html'}", **say)
     if (published.parent / "index.html").is_file():
         out.print(f"History: {published.parent / 'index.html'}", **say)
@@ -316,7 +331,10 @@ def run(
     started = time.monotonic()
     spec = RunSpec(source=source, input_dir=input_dir, config_path=config, db_path=db, out_dir=out_dir,
                    incremental=incremental)
-    _summary(_run_flow("run --incremental" if incremental else "run", spec), time.monotonic() - started)
+    published = _run_flow("run --incremental" if incremental else "run", spec)
+    _summary(published, time.monotonic() - started)
+    if incremental and _rejected(published):
+        raise typer.Exit(EXIT_REJECTED)
 
 
 @app.command(short_help="Run the pipeline on the bundled data_samples/")
@@ -335,10 +353,18 @@ def validate(
     source: str = typer.Option(..., "--source", help=SOURCE_HELP),
     input_dir: Path = typer.Option(..., "--input", help="Folder holding the input tables."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration."),
+    incremental: bool = typer.Option(
+        False, "--incremental", help="--input is a nightly inbox: screen the extracts not yet loaded into --db with "
+                                     "the run's file-level checks and say which would be rejected and why."),
+    db: Path = typer.Option(Path("out/nightly.duckdb"), "--db", help="With --incremental: the nightly database "
+                            "whose ledger says which extracts are loaded (read only)."),
 ) -> None:
     """Run the stages up to the last Great Expectations check on the input, publish nothing, print a summary."""
-    spec = RunSpec(source=source, input_dir=input_dir, config_path=config)
+    spec = RunSpec(source=source, input_dir=input_dir, config_path=config, db_path=db, incremental=incremental)
     _preflight(spec)
+    if incremental:
+        _validate_inbox(spec)
+        return
     from pipelines.stages import validate_only  # deferred: DuckDB and SciPy load in about a second
 
     summary = validate_only(spec)
@@ -353,6 +379,26 @@ def validate(
     passed = sum(e["success"] for s in summary["suites"] for e in s["expectations"])
     out.print(f"{passed} of {total} expectations passed; {failed_blocking} blocking failure(s).")
     if failed_blocking:
+        raise typer.Exit(1)
+
+
+def _validate_inbox(spec: RunSpec) -> None:
+    """`validate --incremental`: one line per extract not yet loaded, saying whether a run would load
+    or reject it (and why); loads and moves nothing. Exit 1 when any would be rejected."""
+    from pipelines.inbox import screen_inbox  # deferred: DuckDB loads in about a second
+
+    verdicts, known = screen_inbox(spec.input_dir, spec.db_path, load_config(spec.config_path))
+    for path, rejection in verdicts:
+        if rejection is None:
+            out.print(f"[green]load[/]    {path.name}", highlight=False, soft_wrap=True)
+        else:
+            rows = f" (e.g. {', '.join(rejection.example_rows)})" if rejection.example_rows else ""
+            out.print(f"[red]REJECT[/]  {rejection.line()}{rows}", highlight=False, soft_wrap=True)
+    rejected = sum(r is not None for _, r in verdicts)
+    out.print(f"{len(verdicts)} new extract(s) in {spec.input_dir} ({known} already loaded): "
+              f"{len(verdicts) - rejected} would load, {rejected} would be rejected; nothing was loaded.",
+              highlight=False, soft_wrap=True)
+    if rejected:
         raise typer.Exit(1)
 
 

@@ -12,7 +12,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -64,6 +64,12 @@ class Audit:
     mg_check_hours: float = 24.0
     refractory_after_hours: float = 24.0
     exposure_default_hours: float = 24.0
+    # audit charts (docs/definitions.md section 5, Audit charts)
+    period: str = "auto"
+    baseline_start: str = ""  # ISO date; blank = from the first period
+    baseline_end: str = ""  # ISO date; blank = to the last period
+    # blank: the hypokalemia, moderate and severe thresholds ([thresholds]: 3.5, 3.0, 2.5 by default)
+    reflex_k_thresholds_mmol_l: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,8 @@ class Schedule:
 
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
+    keep_runs: int = 90  # published run folders kept under OUT (and failed-run records)
+    max_hours_without_data: float = 36.0  # a night without new files past this emits hypomag.feed.stale
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,7 @@ class Config:
         out["validation"]["make_blocking"] = list(self.validation.make_blocking)
         out["validation"]["make_warning"] = list(self.validation.make_warning)
         out["privacy"]["allow_columns"] = list(self.privacy.allow_columns)
+        out["audit"]["reflex_k_thresholds_mmol_l"] = list(self.audit.reflex_k_thresholds_mmol_l)
         out["canonical_thresholds"] = self.canonical_thresholds()
         return out
 
@@ -257,6 +266,7 @@ def _check_values(config: Config, path: Path | str) -> None:
         *_engine_problems(config),
         *_csv_problems(config),
         *_column_problems(config),
+        *_audit_problems(config),
     ]
     if problems:
         key, message = problems[0]
@@ -465,6 +475,12 @@ def _schedule_problems(config: Config) -> Problems:
         ZoneInfo(config.schedule.timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         problems.append(("schedule.timezone", f"not an IANA time zone: {config.schedule.timezone!r}"))
+    if config.schedule.keep_runs < 1:
+        problems.append(("schedule.keep_runs", f"must be >= 1 (the latest run is always kept), got "
+                         f"{config.schedule.keep_runs}"))
+    if not config.schedule.max_hours_without_data > 0:
+        problems.append(("schedule.max_hours_without_data",
+                         f"must be > 0 hours, got {config.schedule.max_hours_without_data!r}"))
     return problems
 
 
@@ -519,6 +535,33 @@ def _column_problems(config: Config) -> Problems:
             for table, mapping in config.columns.items() for key, value in mapping.items() if not value.strip()]
 
 
+AUDIT_PERIODS = ("auto", "month", "quarter", "year")
+
+
+def _audit_problems(config: Config) -> Problems:
+    """[audit] period, baseline dates and reflex thresholds (docs/definitions.md section 5, Audit charts)."""
+    a = config.audit
+    problems: Problems = []
+    if a.period not in AUDIT_PERIODS:
+        problems.append(("audit.period", f"must be one of {', '.join(AUDIT_PERIODS)}, got {a.period!r}"))
+    dates = {}
+    for name in ("baseline_start", "baseline_end"):
+        value = getattr(a, name)
+        if value:
+            try:
+                dates[name] = date.fromisoformat(value)
+            except ValueError:
+                problems.append((f"audit.{name}", f"not an ISO date (YYYY-MM-DD): {value!r}"))
+    if len(dates) == 2 and dates["baseline_start"] > dates["baseline_end"]:
+        problems.append(("audit.baseline_end", "must not be before audit.baseline_start"))
+    thresholds = a.reflex_k_thresholds_mmol_l
+    for i, value in enumerate(thresholds):
+        problems += _in_range(f"audit.reflex_k_thresholds_mmol_l[{i}]", value, "K", "mmol/l")
+    if len(set(thresholds)) != len(thresholds):
+        problems.append(("audit.reflex_k_thresholds_mmol_l", "lists a threshold twice"))
+    return problems
+
+
 def _get(config: Config, dotted: str) -> Any:
     section, key = dotted.split(".")
     return getattr(getattr(config, section), key)
@@ -527,7 +570,7 @@ def _get(config: Config, dotted: str) -> Any:
 __all__ = ["Config", "load_config", "SEEDS_DIR", "HYPOCALCEMIA_DEFINITIONS"]
 
 
-# What each key means, in the unit its name carries: the README's parameters table and
+# What each key means, in the unit its name carries: docs/configuration.md's parameters table and
 # `hypomag config --defaults` are generated from this and the dataclasses' defaults (a test checks
 # that every key has a meaning and that the README shows the generated table).
 MEANINGS: dict[str, str] = {
@@ -550,6 +593,10 @@ MEANINGS: dict[str, str] = {
     "audit.mg_check_hours": "Mg checked: a Mg result within +/- this of the episode's start",
     "audit.refractory_after_hours": "refractory: a low K at least this long after the first K supplement",
     "audit.exposure_default_hours": "an order without stop_at counts as exposure for this long",
+    "audit.period": "`auto`, `month`, `quarter` or `year`",
+    "audit.baseline_start": "control limits from this ISO date (blank: first)",
+    "audit.baseline_end": "... up to this ISO date (blank: last)",
+    "audit.reflex_k_thresholds_mmol_l": "reflex simulator's K cut-offs (blank: the severity ones)",
     "privacy.min_cell_size": "cells of 1 .. this-1 are suppressed in shared outputs (0 turns it off)",
     "privacy.allow_columns": "column names a person verified as not identifying (skip the identifier guard)",
     "validation.max_quarantine_fraction": "blocking: quarantined share of a file's in-scope rows (duplicates aside)",
@@ -565,6 +612,8 @@ MEANINGS: dict[str, str] = {
     "csv.encoding": "text encoding of CSV inputs",
     "schedule.cron": "the nightly deployment's schedule (5-field cron)",
     "schedule.timezone": "the schedule's IANA time zone",
+    "schedule.keep_runs": "run folders kept under OUT (older ones are removed; never `latest`)",
+    "schedule.max_hours_without_data": "a night with no new file this long after the last one warns: feed stale",
     "engine.memory_limit": "DuckDB's memory limit (beyond it, DuckDB spills to disk)",
     "engine.threads": "DuckDB's threads",
 }
@@ -603,7 +652,7 @@ def defaults_toml() -> str:
 
 
 def parameters_table() -> str:
-    """The README's parameters table (markdown), generated from the defaults and MEANINGS."""
+    """The parameters table of docs/configuration.md (markdown), generated from the defaults and MEANINGS."""
     rows = ["| key | default | meaning |", "|---|---|---|"]
     for section, key, value in defaults():
         shown = _toml_value(value).replace("|", "\\|")

@@ -30,7 +30,8 @@ def nightly_deployment(spec: RunSpec):
         name=DEPLOYMENT_NAME,
         schedule=Cron(config.schedule.cron, timezone=config.schedule.timezone),
         parameters=spec.resolved().to_params(),
-        description="hypomag nightly: new inbox extracts -> validated DuckDB -> dated report, latest and history.",
+        description="hypomag nightly: new inbox extracts (bad files set aside) -> validated DuckDB -> a report per "
+                    "run under OUT/<UTC start>/, latest and the history page; Prefect events and artifacts.",
         tags=["hypomag", "nightly"],
     )
 

@@ -41,7 +41,7 @@ def tidy_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     Sections: cooccurrence (one row per reference set of the row, or once without one),
     mg_tested (mg_tested_fraction of hypomg_given_abnormality rows), prevalence_ratio, sensitivity,
-    audit, exposure.
+    audit, exposure; then the audit charts: audit_spc, audit_funnel, audit_time, audit_reflex.
     """
     out: list[dict[str, Any]] = []
     for r in results.get("cooccurrence") or []:
@@ -53,6 +53,7 @@ def tidy_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     out += list(_audit(results.get("audit") or {}))
     for r in results.get("exposures") or []:
         out += _exposure(r)
+    out += list(_audit_charts(results.get("audit") or {}))  # added last: the v1 rows keep their places
     return out
 
 
@@ -120,6 +121,42 @@ def _audit(audit: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def _audit_row(measure: str, stratum: str, numerator: Any, denominator: Any, estimate: Any, low: Any, high: Any,
                suppressed: Any) -> dict[str, Any]:
     return row("audit", abnormality=AUDIT_ABNORMALITY, direction=measure, level=AUDIT_LEVEL, stratum=stratum,
+               numerator=numerator, denominator=denominator, estimate=estimate, ci_low=low, ci_high=high,
+               suppressed=bool(suppressed))
+
+
+def _audit_charts(audit: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The audit charts (docs/contract.md additions): control-chart points with their centre and
+    limits (section audit_spc), care units against the funnel (audit_funnel), time to the Mg check and
+    to repletion (audit_time), and the reflex simulator (audit_reflex). A withheld row is withheld here."""
+    spc = audit.get("spc") or {}
+    for p in spc.get("points") or []:
+        stratum, hidden = f"{spc['period']}={p['period']}", bool(p.get("suppressed"))
+        yield _chart_row("audit_spc", "mg_checked", stratum, p["mg_checked"], p["episodes"], p["rate"], hidden)
+        for key in ("centre", "lcl", "ucl"):
+            yield _chart_row("audit_spc", f"control_{key}", stratum, None, None, p[key], hidden)
+    for u in (audit.get("funnel") or {}).get("units") or []:
+        yield _chart_row("audit_funnel", "mg_checked", f"care_unit={u['care_unit']}", u["mg_checked"], u["episodes"],
+                         u["rate"], u["suppressed"], u["ci_low"], u["ci_high"])
+    for t in (audit.get("time_to_check") or {}).get("rows") or []:
+        stratum = "overall" if t["grouping"] == "overall" else f"{t['grouping']}={t['group']}"
+        for key in ("q1_hours", "median_hours", "q3_hours"):
+            yield _chart_row("audit_time", f"{t['measure']}_{key}", stratum, None, None, t[key], t["suppressed"])
+        yield _chart_row("audit_time", f"never_{t['measure']}", stratum, t["never"], t["episodes"], t["never_share"],
+                         t["suppressed"])
+    for r in (audit.get("reflex_simulation") or {}).get("rules") or []:
+        stratum = f"k_below_mmol_l={r['k_below_mmol_l']:g}"
+        yield _chart_row("audit_reflex", "extra_mg_tests_per_month", stratum, None, None,
+                         r["extra_mg_tests_per_month"], r["suppressed"])
+        unsure = r.get("detections_suppressed", r["suppressed"])
+        yield _chart_row("audit_reflex", "expected_hypomg_detections", stratum, None, None,
+                         r["expected_hypomg_detections"], unsure, r["expected_ci_low"], r["expected_ci_high"])
+        yield _chart_row("audit_reflex", "tests_per_detection", stratum, None, None, r["tests_per_detection"], unsure)
+
+
+def _chart_row(section: str, measure: str, stratum: str, numerator: Any, denominator: Any, estimate: Any,
+               suppressed: Any, low: Any = None, high: Any = None) -> dict[str, Any]:
+    return row(section, abnormality=AUDIT_ABNORMALITY, direction=measure, level=AUDIT_LEVEL, stratum=stratum,
                numerator=numerator, denominator=denominator, estimate=estimate, ci_low=low, ci_high=high,
                suppressed=bool(suppressed))
 

@@ -34,10 +34,9 @@ NORMALISE_MODELS: tuple[str, ...] = (
 FLAG_MODELS: tuple[str, ...] = (
     "intermediate/int_lab_flags",
     "intermediate/int_calcium_corrected",
-    "intermediate/int_abnormality_results",
-    "intermediate/int_partner_windows",
-    "intermediate/int_cooccurrence_index",
-    "intermediate/int_sensitivity_given_abnormality",
+    "intermediate/int_result_bits",
+    "intermediate/int_index_windows",
+    "intermediate/int_index_patterns",
     "intermediate/int_medication_classes",
     "intermediate/int_mg_exposures",
     "intermediate/int_hypokalemia_episodes",
@@ -49,14 +48,16 @@ MART_MODELS: tuple[str, ...] = (
     "marts/mart_cooccurrence",
     "marts/mart_sensitivity",
     "marts/mart_audit",
+    "marts/mart_audit_times",
+    "marts/mart_audit_reflex",
+    "marts/mart_audit_worklist",
     "marts/mart_exposures",
 )
 BUILD_ORDER: tuple[str, ...] = NORMALISE_MODELS + FLAG_MODELS + MART_MODELS
-# Models read by one later model only and by no expectation suite are views: their rows are
+# Models read only by the next model and by no expectation suite are views: their rows are
 # computed inside the reader's query instead of being written once more (millions of rows each).
 VIEWS: frozenset[str] = frozenset({
-    "intermediate/int_abnormality_results",
-    "intermediate/int_cooccurrence_index",
+    "intermediate/int_result_bits",
 })
 
 

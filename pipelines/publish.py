@@ -5,15 +5,15 @@ Layout (everything hypomag writes, beside `--db`):
     <db>.hypomag/                 the store (marker `.hypomag-store`)
         runs/<run id>/db/hypomag.duckdb   the run's database (db/ is 0700, the file 0600)
         runs/<run id>/out/                report.html, results.json, ..., restricted/ (0700)
-        runs/<run id>/dated/<date>        --incremental: the history as of this run, links to
-                                          ../../<earlier run id>/out, one per run date
-        runs/<run id>/index.html          --incremental: the history page as of this run
+        runs/<run id>/dated/<run>         --incremental: the history as of this run, links to
+                                          ../../<earlier run id>/out, one per run (UTC start time)
         current  -> runs/<run id>         THE commit point, replaced by rename
         previous -> runs/<run id>         the run current pointed at before (kept for readers)
     <db>        -> <store>/current/db/hypomag.duckdb      made once, never changed
     <out>       -> <store>/current/out                    (a plain run) made once, never changed
-    <out>/latest, <out>/index.html, <out>/<date>          (--incremental) links through current,
-                                                          in a folder marked `.hypomag-output`
+    <out>/latest, <out>/<run>     (--incremental) links through current, in a folder marked
+                                  `.hypomag-output`; <out>/index.html and <out>/failed/ are
+                                  files of their own (pipelines/history.py)
 
 A run builds its database and outputs in a new `runs/<run id>/` and publishes by one rename of a
 fresh `current` symlink (`Store.commit`): `--db` and `--out` resolve through `current`, so both
@@ -32,9 +32,9 @@ dated history still lists.
 - `RunLock`: an exclusive, non-blocking `flock` on `<db>.lock`; a second run on the same database
   fails at once with a clear message instead of corrupting it. The kernel drops the lock when the
   process dies, so a killed run never leaves a stale lock.
-- Dated publishing (the nightly job): `ROOT/<run date>/`, `ROOT/latest` and `ROOT/index.html`
-  (every published run with the trend of the headline rates; a run whose headline rate leaves
-  the previous run's 95% interval is flagged).
+- Dated publishing (the nightly job): `ROOT/<UTC start time>/` and `ROOT/latest`; the history page
+  `ROOT/index.html` (every run, failed ones too, with the trend of the headline rates; a run whose
+  headline rate leaves the previous run's 95% interval is flagged) is pipelines/history.py's.
 """
 from __future__ import annotations
 
@@ -252,7 +252,8 @@ def link_single(db: Path, out: Path, store: Path) -> list[Path]:
 
 
 def link_dated(db: Path, root: Path, store: Path, dates: Iterable[str]) -> list[Path]:
-    """The links of a dated run: `--db`, ROOT/latest, ROOT/index.html and ROOT/<date> through `current`."""
+    """The links of a dated run: `--db`, ROOT/latest and ROOT/<run> through `current` (ROOT/index.html
+    is a page of its own, pipelines/history.py)."""
     made = []
     if not os.path.lexists(db) or db.is_symlink():
         if place_link(db, db_link_target(store)):
@@ -263,8 +264,7 @@ def link_dated(db: Path, root: Path, store: Path, dates: Iterable[str]) -> list[
     if read_marker(root / OUTPUT_MARKER) is None:
         write_marker(root / OUTPUT_MARKER, layout="dated", store=str(store))
     current = store / "current"
-    for link, target in [(root / "latest", current / "out"), (root / "index.html", current / "index.html"),
-                         *((root / d, current / "dated" / d) for d in dates)]:
+    for link, target in [(root / "latest", current / "out"), *((root / d, current / "dated" / d) for d in dates)]:
         if place_link(link, target):
             made.append(link)
     return made

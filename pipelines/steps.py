@@ -30,16 +30,17 @@ from typing import Any, Iterator
 
 import duckdb
 
-from pipelines import analyse, exports, ingest, models
+from pipelines import analyse, exports, history, inbox, ingest, models
 from pipelines.config import Config, load_config
 from pipelines.db import connect, create_parameter_tables, rows
 from pipelines.errors import InputError, ValidationFailed
 from pipelines.paths import PROJECT_ROOT, SQL_DIR
 from pipelines.paths_guard import OUTPUT_MARKER, check_paths, location, store_for
 from pipelines.publish import (RunLock, Store, history_flags, link_dated, link_single, pause_point, published_runs,
-                               remove, remove_leftovers, replace_legacy_db, write_index, write_marker)
+                               remove, remove_leftovers, replace_legacy_db, write_marker)
 from pipelines.reports.build import write_report
 from pipelines.run_spec import RunSpec
+from pipelines import worklist
 from pipelines.stats import is_small_cell
 from pipelines.suppression import suppress_accounting
 from pipelines.validate import blocking_failures, run_suites
@@ -81,6 +82,9 @@ class Run:
     created_links: list[Path] = field(default_factory=list)
     # manifest.json's row accounting before suppression (restricted/accounting.json)
     exact_accounting: dict[str, Any] = field(default_factory=dict)
+    # --incremental: new extracts refused by a file-level check (pipelines/inbox.py), and the feed's freshness
+    rejected: list[inbox.Rejection] = field(default_factory=list)
+    feed: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def start(cls, spec: RunSpec) -> Run:
@@ -102,7 +106,8 @@ class Run:
 
     @property
     def run_name(self) -> str:
-        return self.started_at[:10]
+        """The run's folder under OUT (--incremental): its UTC start time, 2026-12-01T020000Z."""
+        return history.run_name(self.started_at)
 
     @property
     def publish_dir(self) -> Path:
@@ -155,11 +160,36 @@ def ingest_step(run: Run) -> Run:
     """Read the source files into raw tables, one text row per input row."""
     started = time.perf_counter()
     spec = run.spec
-    run.inputs = ingest.ingest(run.con, spec.source, spec.input_dir, run.config, spec.incremental)
+    if spec.incremental:  # new inbox extracts, each screened alone first (pipelines/inbox.py)
+        load = inbox.load_new_files(run.con, spec.input_dir, run.config, scratch=run.run_dir)
+        run.inputs, run.rejected = load.loaded, load.rejected
+        run.feed = feed_freshness(run)
+    else:
+        run.inputs = ingest.ingest(run.con, spec.source, spec.input_dir, run.config, spec.incremental)
     for f in run.inputs:
         LOG.info("read %s: %s rows", f.path, f"{f.rows_read:,}")
     timed(run, "ingest", started)
     return run
+
+
+def feed_freshness(run: Run) -> dict[str, Any]:
+    """manifest.json `feed` of an incremental run: new and rejected files, when the ledger last took
+    a file, and whether that is longer ago than `[schedule] max_hours_without_data` (stale). A night
+    without a new file says so in a warning."""
+    last = inbox.last_loaded_at(run.con)
+    hours_since = None if last is None else (datetime.now(timezone.utc) - last).total_seconds() / 3600
+    limit = run.config.schedule.max_hours_without_data
+    feed = {"new_files": len(run.inputs), "rejected_files": len(run.rejected),
+            "last_loaded_at": None if last is None else last.isoformat(timespec="seconds"),
+            "hours_since_last_data": None if hours_since is None else round(hours_since, 3),
+            "max_hours_without_data": limit,
+            "stale": bool(not run.inputs and hours_since is not None and hours_since > limit)}
+    if not run.inputs:
+        since = ("no file was ever loaded" if last is None
+                 else f"the last was loaded {hours_since:.1f} h ago ({feed['last_loaded_at']})")
+        LOG.warning("no new extract in the inbox %s; %s%s", run.spec.input_dir, since,
+                    f"; more than max_hours_without_data = {limit:g} h: the feed is stale" if feed["stale"] else "")
+    return feed
 
 
 def normalise_step(run: Run) -> Run:
@@ -397,6 +427,10 @@ def write_outputs(run: Run) -> Run:
         run.results["history_flags"] = flag_history(run)
     man = manifest(run, finished_at)
     man["run_id"] = run.run_id
+    if run.spec.incremental:  # additions: what the inbox refused, and the feed's freshness
+        man["rejected_inputs"] = [r.to_dict() for r in run.rejected]
+        man["feed"] = run.feed
+        run.validation["rejected_files"] = man["rejected_inputs"]
     _write_json(stage / "results.json", run.results)
     exports.write_exports(run.results, stage)  # results.csv, results.parquet: the same cells, tidy
     _write_json(stage / "validation.json", run.validation)
@@ -407,6 +441,7 @@ def write_outputs(run: Run) -> Run:
         with run.con.cursor() as cursor:  # the path is an argument, never SQL text
             cursor.table(table).write_parquet(str(path))
         os.chmod(path, 0o600)
+    worklist.write_worklist(run.con, stage / "restricted")  # restricted/worklist.csv, .xlsx (0600)
     write_report(stage / "report.html", run.results, man, run.validation)
     timed(run, "report", started)  # man["step_seconds"] is run.timings: the manifest gets it too
     _write_json(stage / "manifest.json", man)
@@ -416,20 +451,20 @@ def write_outputs(run: Run) -> Run:
 
 
 def write_history(run: Run) -> None:
-    """The dated history as of this run: the committed run's date links plus this run's date, and
-    the index page over them (both published with the run, by the same commit)."""
+    """The dated history as of this run (published with it, by the same commit): the committed
+    run's links plus this run's, the `[schedule] keep_runs` latest only. The history page
+    (OUT/index.html, pipelines/history.py) is written after the commit."""
     dated = run.run_dir / "dated"
     remove(dated)
     dated.mkdir()
     committed = run.store.pointer("current")
     earlier = run.store.run_dir(committed) / "dated" if committed else None
+    links = {}
     if earlier is not None and earlier.is_dir():
-        for link in earlier.iterdir():
-            if link.is_symlink():
-                os.symlink(os.readlink(link), dated / link.name)
-    (dated / run.run_name).unlink(missing_ok=True)
-    os.symlink(f"../../{run.run_id}/out", dated / run.run_name)
-    write_index(dated, dest=run.run_dir / "index.html")
+        links = {link.name: os.readlink(link) for link in earlier.iterdir() if link.is_symlink()}
+    links[run.run_name] = f"../../{run.run_id}/out"
+    for name in history.newest(list(links), run.config.schedule.keep_runs):
+        os.symlink(links[name], dated / name)
 
 
 def flag_history(run: Run) -> list[dict[str, Any]]:
@@ -453,19 +488,49 @@ def publish(run: Run) -> Path:
     run.con = None
     os.chmod(run.building_db, 0o600)
     store = run.store
-    if run.spec.incremental:
-        dates = sorted(p.name for p in (run.run_dir / "dated").iterdir())
-        run.created_links = link_dated(run.spec.db_path, run.spec.out_dir, store.root, dates)
+    if run.spec.incremental:  # OUT/<run> links are made after the commit, when they resolve
+        run.created_links = link_dated(run.spec.db_path, run.spec.out_dir, store.root, [])
     else:
         run.created_links = link_single(run.spec.db_path, run.spec.out_dir, store.root)
     store.commit(run.run_id)  # the commit: from here on the new pair is published
     pause_point("published")
     replace_legacy_db(run.spec.db_path, store.root)
     store.prune()
+    if run.spec.incremental:
+        try:
+            after_dated_commit(run)
+        except OSError as exc:  # published already: the next run finishes what this could not
+            LOG.warning("published, but could not update %s: %s", run.spec.out_dir, exc)
     if run.lock:
         run.lock.release()
         run.lock = None
     return run.publish_dir
+
+
+def after_dated_commit(run: Run) -> None:
+    """After an incremental run's commit: move the rejected extracts aside, link OUT/<run> for each run of
+    the published history, drop the OUT links of runs beyond keep_runs, and write the history page.
+    A kill before this ends leaves OUT a run behind (the new run is under `latest`); the next run
+    finishes it."""
+    inbox.move_rejected(run.spec.input_dir, run.rejected)
+    names = sorted(p.name for p in (run.run_dir / "dated").iterdir())
+    link_dated(run.spec.db_path, run.spec.out_dir, run.store.root, names)
+    history.prune(run.spec.out_dir, run.store.root, run.config.schedule.keep_runs)
+    history.write_page(run.spec.out_dir, run.store.root)
+
+
+def record_failure(run: Run, reason: str) -> Path | None:
+    """A failed incremental run that held the lock: OUT/failed/<run>/ (failure.json, validation.json)
+    and the history page listing it. Nothing of the published pair changes."""
+    if not run.spec.incremental or run.lock is None:
+        return None
+    record = {"run_id": run.run_id, "started_at": run.started_at,
+              "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": reason,
+              "rejected_files": [r.to_dict() for r in run.rejected]}
+    folder = history.record_failure(run.spec.out_dir, run.store.root, run.run_name, record, run.validation)
+    history.prune(run.spec.out_dir, run.store.root, run.config.schedule.keep_runs)
+    history.write_page(run.spec.out_dir, run.store.root)
+    return folder
 
 
 def abandon(run: Run) -> None:
@@ -496,7 +561,9 @@ def unmake_first_publication(run: Run, store: Store) -> None:
     for link in reversed(run.created_links):
         if link.is_symlink():
             link.unlink()
-        elif link.is_dir():  # a dated root it made: only its marker is in it
+        elif link.is_dir():  # a dated root it made: removed if only its marker is in it (not a failed run's record)
+            if any(p.name != OUTPUT_MARKER for p in link.iterdir()):
+                continue
             (link / OUTPUT_MARKER).unlink(missing_ok=True)
             try:
                 link.rmdir()

@@ -102,6 +102,7 @@ def report_charts(view: dict[str, Any]) -> dict[str, Any]:
                                 "Share of magnesium results below the threshold while an order of the class was "
                                 f"active vs not; {small}: class withheld."),
     }
+    out.update(figures.audit_charts(charts.add, view))  # control chart and funnel plot (reports/audit.html)
     return {"charts": out, "chart_collection": charts}
 
 
@@ -114,10 +115,16 @@ def write_report(path: Path, results: dict[str, Any], manifest: dict[str, Any], 
     path.write_text(page, encoding="utf-8")
 
 
-def history_page(runs: list[tuple[str, dict[str, Any]]]) -> str:
-    """The history page (index.html) of published runs, oldest first in `runs`."""
-    view, charts = history_view(runs), Charts()
+def history_page(runs: list[tuple[str, dict[str, Any]]], manifests: dict[str, dict[str, Any]] | None = None,
+                 failed: list[dict[str, Any]] | None = None, plotly_src: str | None = None) -> str:
+    """The history page (index.html) of published runs, oldest first in `runs`, with the failed runs'
+    records (pipelines/history.py) and each run's manifest (rejected files, new data).
+
+    `plotly_src`: the page loads plotly.js from that file beside it (written once per folder of
+    reports) instead of embedding it; without it the page is self-contained like a report.
+    """
+    view, charts = history_view(runs, manifests or {}, failed or []), Charts()
     trend = charts.add(figures.history_figure(view["runs"], view["series"]), "history-trend",
                        "Headline rates across published runs",
                        "Flagged: a headline rate outside the previous run's 95% interval.")
-    return render("history.html", charts, v=view, trend=trend, page_title="hypomag runs")
+    return render("history.html", charts, v=view, trend=trend, page_title="hypomag runs", plotly_src=plotly_src)

@@ -220,3 +220,94 @@ def history_figure(runs: list[str], series: dict[str, list[float | None]]) -> go
     fig.update_layout(xaxis={"title": "run", "type": "category", "automargin": True},
                       yaxis={"title": "rate", "tickformat": ".0%", "range": [0, 1]}, legend=BOTTOM_LEGEND)
     return fig
+
+
+def spc_figure(spc: dict[str, Any], small: str) -> go.Figure:
+    """The control chart: rate per period, centre line, per-period limits as steps, signals marked."""
+    points = spc["points"]
+    labels = [p["label"] for p in points]
+    fig = go.Figure()
+    limited = [p for p in points if p["ucl"] is not None]
+    for key, name in (("ucl", "upper limit (3 sigma)"), ("lcl", "lower limit")):
+        fig.add_trace(go.Scatter(x=[p["label"] for p in limited], y=[p[key] for p in limited], mode="lines",
+                                 line={"color": OKABE_ITO["grey"], "dash": "dash", "width": 1, "shape": "hvh"},
+                                 name=name, hoverinfo="skip", showlegend=key == "ucl"))
+    centred = [p for p in points if p["centre"] is not None]
+    if centred:
+        fig.add_trace(go.Scatter(x=[p["label"] for p in centred], y=[p["centre"] for p in centred], mode="lines",
+                                 line={"color": OKABE_ITO["green"], "width": 2}, name="centre", hoverinfo="skip"))
+    shown = [p for p in points if p["rate"] is not None]
+    fig.add_trace(go.Scatter(x=[p["label"] for p in shown], y=[p["rate"] for p in shown], mode="lines+markers",
+                             name="Mg checked", line={"color": OKABE_ITO["blue"], "width": 2},
+                             marker={"symbol": "circle", "size": 8}, hovertext=[p["hover"] for p in shown],
+                             hoverinfo="text"))
+    flagged = [p for p in shown if p["signal"]]
+    if flagged:
+        fig.add_trace(go.Scatter(x=[p["label"] for p in flagged], y=[p["rate"] for p in flagged], mode="markers",
+                                 name="special cause", hovertext=[p["hover"] for p in flagged], hoverinfo="text",
+                                 marker={"symbol": "diamond-open", "size": 14, "color": OKABE_ITO["vermillion"],
+                                         "line": {"width": 2}}))
+    hidden = [p for p in points if p["withheld"]]
+    withheld_marks(fig, [p["label"] for p in hidden], [0] * len(hidden), [p["hover"] for p in hidden], small)
+    base_layout(fig, 400)
+    fig.update_layout(xaxis={"type": "category", "categoryorder": "array", "categoryarray": labels,
+                             "automargin": True},
+                      yaxis={"title": "episodes with Mg checked", "range": [0, 1.05], "tickformat": ".0%"},
+                      legend=BOTTOM_LEGEND)
+    if spc["empty"]:
+        say_empty(fig, spc["empty"])
+    return fig
+
+
+def unit_funnel_figure(funnel: dict[str, Any], small: str) -> go.Figure:
+    """Care units' Mg-check rate against their episodes, with 95% and 99.8% limits around the overall rate."""
+    fig = go.Figure()
+    curve = funnel["curve"]
+    x = [c["episodes"] for c in curve]
+    for level, dash, name in (("99_8", "dot", "99.8% limits"), ("95", "dash", "95% limits")):
+        for side in ("upper", "lower"):
+            fig.add_trace(go.Scatter(x=x, y=[c[f"{side}_{level}"] for c in curve], mode="lines", name=name,
+                                     line={"color": OKABE_ITO["grey"], "dash": dash, "width": 1, "shape": "hv"},
+                                     hoverinfo="skip", showlegend=side == "upper"))
+    if funnel["centre"] is not None and x:
+        fig.add_trace(go.Scatter(x=[x[0], x[-1]], y=[funnel["centre"]] * 2, mode="lines", name="overall rate",
+                                 line={"color": OKABE_ITO["green"], "width": 2}, hoverinfo="skip"))
+    points = funnel["points"]
+    fig.add_trace(go.Scatter(x=[p["n"] for p in points], y=[p["rate"] for p in points], mode="markers",
+                             name="care unit", hovertext=[p["hover"] for p in points], hoverinfo="text",
+                             marker={"size": 10, "color": [OKABE_ITO["vermillion"] if p["outside"] else
+                                                           OKABE_ITO["blue"] for p in points],
+                                     "symbol": ["diamond" if p["outside"] else "circle" for p in points]}))
+    base_layout(fig, 420)
+    fig.update_layout(xaxis={"title": "episodes in the unit", "type": "log", "automargin": True},
+                      yaxis={"title": "episodes with Mg checked", "range": [0, 1.05], "tickformat": ".0%"},
+                      legend=BOTTOM_LEGEND)
+    if funnel["empty"]:
+        say_empty(fig, funnel["empty"])
+    elif not points:
+        fig.add_annotation(text=f"every unit is withheld ({small})", xref="paper", yref="paper", x=0.5, y=0.5,
+                           showarrow=False, font={"size": 13, "color": OKABE_ITO["grey"]})
+    return fig
+
+
+def audit_charts(add: Any, view: dict[str, Any]) -> dict[str, Any]:
+    """The audit's control chart and funnel plot, added through `add` (build.Charts.add); none when
+    the results carry no audit charts."""
+    audit, small, t = view["audit_charts"], view["fmt"]["small"], view["t"]
+    if not audit.get("present"):
+        return {}
+    spc = audit["spc"]
+    return {
+        "audit_spc": add(spc_figure(spc, small), "chart-audit-spc",
+                         f"Control chart ({spc['name']}) of Mg checked within {t['mg_check']} of an episode's start, "
+                         f"by {spc['period']}" if spc["period"] else
+                         f"Control chart of Mg checked within {t['mg_check']} of an episode's start",
+                         f"Rate per {spc['period'] or 'period'} with its centre line and 3-sigma limits, which "
+                         f"narrow as a period's episodes grow; {spc['baseline']}; diamonds: special causes; "
+                         f"{small}: period withheld."),
+        "audit_unit_funnel": add(unit_funnel_figure(audit["funnel"], small), "chart-audit-unit-funnel",
+                                 "Care units against the overall rate (funnel plot)",
+                                 "Each unit's Mg-check rate against its episodes (log scale); dashed: 95%, dotted: "
+                                 "99.8% limits around the overall rate (exact binomial); a unit outside them "
+                                 f"differs by more than chance. Withheld units ({small}) are not drawn."),
+    }

@@ -370,6 +370,148 @@ def _rate_points(rows: list[dict[str, Any]], key: str, fmt: Fmt, label=None) -> 
     return out
 
 
+# ---- audit charts: period, control chart, funnel plot, times, simulator, worklist ----------------
+
+CHART_NAMES = {"p": "p-chart", "laney_p_prime": "Laney p\u2032 chart"}
+RULE_LABELS = {"outside_limits": "a point outside the limits", "run_of_8": "8 points in a row on one side",
+               "trend_of_6": "6 points in a row rising or falling"}
+POSITION_LABELS = {"inside": "inside", "above_95": "above 95%", "below_95": "below 95%",
+                   "above_99_8": "above 99.8%", "below_99_8": "below 99.8%"}
+MEASURE_LABELS = {"mg_check": "first Mg check", "mg_repletion": "Mg repletion (low-Mg episodes)"}
+
+
+def audit_charts_view(results: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    """The quality team's audit (results.json audit.period, spc, funnel, time_to_check,
+    reflex_simulation, worklist) as words, tables and chart data; empty parts say why."""
+    audit = results["audit"]
+    if "spc" not in audit:
+        return {"present": False}
+    return {"present": True, "period": period_text(audit["period"]), "spc": spc_view(audit["spc"], fmt),
+            "funnel": unit_funnel_view(audit["funnel"], fmt), "times": time_table(audit["time_to_check"], fmt),
+            "reflex": reflex_view(audit["reflex_simulation"], results["parameters"], fmt),
+            "worklist": worklist_text(audit["worklist"], fmt)}
+
+
+def period_text(period: dict[str, Any]) -> str:
+    """"Audit period: quarter, the finest period at which ..." or why there is none."""
+    if period["period"] is None:
+        return f"No audit period: {period['reason']}."
+    return f"Audit period: {period['period']}, {period['reason']}."
+
+
+def spc_view(spc: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    """Control-chart points (withheld ones as markers only), limits, rules and the words around them."""
+    points = []
+    for p in spc["points"]:
+        shown = not p.get("suppressed") and p.get("rate") is not None
+        flags = [RULE_LABELS[k] for k in RULE_LABELS if p.get(k)]
+        hover = (f"{p['period']}<br>{pct(p['rate'])} of {num(p['episodes'])} episodes"
+                 + (f"<br>limits {pct(p['lcl'])}–{pct(p['ucl'])}" if p.get("lcl") is not None else "")
+                 + "".join(f"<br>signal: {f}" for f in flags)) if shown else (
+            f"{p['period']}<br>{fmt.small if p.get('suppressed') else 'no episodes'}")
+        points.append({"label": p["period"], "rate": p["rate"] if shown else None, "lcl": p.get("lcl"),
+                       "ucl": p.get("ucl"), "centre": p.get("centre"), "signal": bool(flags), "withheld":
+                       bool(p.get("suppressed")), "baseline": p.get("in_baseline"), "hover": hover})
+    name = CHART_NAMES.get(spc.get("chart") or "", "control chart")
+    if spc["period"] is None:
+        empty = "No control chart: see the audit period above."
+    elif not any(p["rate"] is not None for p in points):
+        empty = f"Every period is withheld ({fmt.small} episodes or checks)."
+    else:
+        empty = ""
+    baseline = ("limits from every period" if not (spc.get("baseline_start") or spc.get("baseline_end")) else
+                f"limits frozen on the baseline {spc.get('baseline_start') or 'start'} to "
+                f"{spc.get('baseline_end') or 'end'} ({len(spc['baseline_periods'])} periods)")
+    signals = [f"{RULE_LABELS[s['rule']]} ({s['direction']}): {', '.join(s['periods'])}" for s in spc["signals"]]
+    return {"name": name, "period": spc["period"], "reason": spc.get("chart_reason") or "", "baseline": baseline,
+            "centre": pct(spc.get("centre")) if spc.get("centre") is not None else fmt.small
+            if spc.get("centre_suppressed") else "", "points": points, "signals": signals, "empty": empty}
+
+
+def unit_funnel_view(funnel: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    """Funnel-plot data (shown units only; limits on their own grid) and the unit table sorted by rate."""
+    shown = [u for u in funnel["units"] if not u["suppressed"] and u["rate"] is not None]
+    rows = [[u["care_unit"], fmt.count(u, "episodes"), fmt.count(u, "mg_checked"), fmt.rate(u, "rate", "no episodes"),
+             POSITION_LABELS.get(u["position"], "") if not u["suppressed"] else fmt.small] for u in funnel["units"]]
+    outside = [f"{o['care_unit']} ({POSITION_LABELS[o['position']]})" for o in funnel["outside"]]
+    if funnel["centre"] is None:
+        empty = f"No funnel limits: the overall rate is withheld ({fmt.small})." if funnel.get("centre_suppressed") \
+            else "No funnel plot: no episodes."
+    elif not funnel["units"]:
+        empty = "No funnel plot: the input has no care unit."
+    else:
+        empty = ""
+    return {"centre": funnel["centre"], "curve": funnel["curve"],
+            "points": [{"label": u["care_unit"], "n": u["episodes"], "rate": u["rate"],
+                        "outside": u["position"] not in (None, "inside"),
+                        "hover": f"{u['care_unit']}<br>{fmt.rate(u, 'rate')}<br>{num(u['mg_checked'])} of "
+                                 f"{num(u['episodes'])} episodes<br>{POSITION_LABELS.get(u['position'], '')}"}
+                       for u in shown],
+            "withheld": sum(1 for u in funnel["units"] if u["suppressed"]),
+            "outside": outside, "empty": empty,
+            "table": table(["care unit", "episodes", "Mg checked", "rate (95% CI)", "against the funnel"], rows)}
+
+
+def _hours_text(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f} h"
+
+
+def time_table(times: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    """Median (IQR) hours to the first Mg check and to repletion, with the share never checked."""
+    rows = []
+    for r in times["rows"]:
+        group = "all episodes" if r["grouping"] == "overall" else f"{r['grouping']} {r['group']}"
+        if r["suppressed"]:
+            rows.append([MEASURE_LABELS[r["measure"]], group, fmt.small, fmt.small, fmt.small])
+            continue
+        iqr = (f"{_hours_text(r['median_hours'])} ({_hours_text(r['q1_hours'])} to {_hours_text(r['q3_hours'])})"
+               if r["median_hours"] is not None else "none")
+        rows.append([MEASURE_LABELS[r["measure"]], group, num(r["episodes"]), iqr,
+                     f"{num(r['never'])} ({pct(r['never_share'])})"])
+    return table(["measure", "group", "episodes", "median (IQR) from start", "never"], rows, numeric_from=2)
+
+
+def reflex_view(sim: dict[str, Any], params: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    """The simulator's table, its assumption and the published effect of reflex testing."""
+    rows = []
+    for r in sim["rules"]:
+        rule = f"Mg with every K < {plain(r['k_below_mmol_l'])} mmol/L"
+        if r["suppressed"]:
+            rows.append([rule, fmt.small, fmt.small, fmt.small, fmt.small])
+            continue
+        if r.get("detections_suppressed"):
+            expected = per_detection = fmt.small
+        elif r["expected_hypomg_detections"] is None:
+            expected = "not estimable (no tested episodes of " + ", ".join(r["severities_without_tested_episodes"]) + ")"
+            per_detection = ""
+        else:
+            expected = f"{r['expected_hypomg_detections']:.1f} ({r['expected_ci_low']:.1f}–{r['expected_ci_high']:.1f})"
+            per_detection = "" if r["tests_per_detection"] is None else f"{r['tests_per_detection']:.1f}"
+        per_month = "" if r["extra_mg_tests_per_month"] is None else _per_month(r["extra_mg_tests_per_month"])
+        rows.append([rule, per_month, num(r["untested_episodes"]), expected, per_detection])
+    ref = sim["reference"]
+    reference = (f"Jones & Twomey 2009 (K \u2264 {plain(ref['k_at_most_mmol_l'])} mmol/L): Mg measured "
+                 f"{pct(ref['mg_measured_before'])} \u2192 {pct(ref['mg_measured_with_reflex'])}, hypomagnesemia "
+                 f"detected in {pct(ref['hypomg_detected_before'])} \u2192 {pct(ref['hypomg_detected_with_reflex'])} of "
+                 f"episodes, {plain(ref['tests_per_detection_with_reflex'])} tests per detection with reflex testing.")
+    return {"table": table(["candidate rule", "extra Mg tests per month", "untested episodes",
+                            "expected low-Mg detections (95% CI)", "tests per detection"], rows),
+            "assumption": sim["assumption"], "reference": reference, "citation": ref["citation"],
+            "months": sim["months_of_data"]}
+
+
+def _per_month(value: float) -> str:
+    """1.5, 12.0; below one a month with two significant digits (0.045)."""
+    return f"{value:.1f}" if value >= 1 or value == 0 else f"{value:.2g}"
+
+
+def worklist_text(worklist: dict[str, Any], fmt: Fmt) -> str:
+    """Where the review worklist is and how many rows it has: never a row of it."""
+    count = fmt.small if worklist["suppressed"] else num(worklist["rows"])
+    return (f"Review worklist (restricted, owner-only): {worklist['csv']} and {worklist['xlsx']} ({count} rows): "
+            "the episodes without a magnesium check, then those with low magnesium not repleted.")
+
+
 # ---- the other sections -------------------------------------------------------------------------
 
 def pair_label(row: dict[str, Any]) -> str:
@@ -512,6 +654,7 @@ def report_view(results: dict[str, Any], manifest: dict[str, Any], validation: d
         "sensitivity": sensitivity_grids(results, fmt),
         "distribution": distribution_view(results, fmt),
         "audit": audit_view(results, fmt),
+        "audit_charts": audit_charts_view(results, fmt),
         "exposures": exposure_view(results, fmt),
         **accounting_tables(results, manifest, fmt),
         "unit_factors": unit_factors(),
@@ -521,25 +664,53 @@ def report_view(results: dict[str, Any], manifest: dict[str, Any], validation: d
     }
 
 
-def history_view(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """The history page: one row per published run (newest first) and the headline series."""
+def history_view(runs: list[tuple[str, dict[str, Any]]], manifests: dict[str, dict[str, Any]] | None = None,
+                 failed: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The history page: one row per run, published or failed (newest first), the headline series of
+    the published ones, and "no new data since ..." when the latest published run loaded no file."""
+    manifests, failed = manifests or {}, failed or []
     series: dict[str, list[float | None]] = {}
     names = [name for name, _ in runs]
     for i, (_, res) in enumerate(runs):
         for measure, value in history_headline(res).items():
             series.setdefault(measure, [None] * len(runs))[i] = value
-    rows = []
-    for name, res in reversed(runs):
-        counts = res.get("counts") or {}
-        flags = [{"measure": f["measure"], "rate": f"{100 * f['rate']:.1f}", "low": f"{100 * f['previous_ci_low']:.1f}",
-                  "high": f"{100 * f['previous_ci_high']:.1f}"} for f in res.get("history_flags") or []]
-        min_cell = ((res.get("parameters") or {}).get("privacy") or {}).get("min_cell_size", 0)
-        small = f"<{max(int(min_cell), 1)}"
-        rows.append({"name": name, "lab_rows_read": small if counts.get("lab_rows_read") is None
-                     else num(counts["lab_rows_read"]),
-                     "mg_results": small if counts.get("mg_results") is None else num(counts["mg_results"]),
-                     "flags": flags})
-    return {"runs": names, "series": series, "rows": rows}
+    rows = [_published_row(name, res, manifests.get(name) or {}) for name, res in runs]
+    rows += [_failed_row(record) for record in failed]
+    rows.sort(key=lambda r: r["name"], reverse=True)
+    return {"runs": names, "series": series, "rows": rows, "stale": _stale_note(runs, manifests)}
+
+
+def _published_row(name: str, res: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    counts = res.get("counts") or {}
+    flags = [{"measure": f["measure"], "rate": f"{100 * f['rate']:.1f}", "low": f"{100 * f['previous_ci_low']:.1f}",
+              "high": f"{100 * f['previous_ci_high']:.1f}"} for f in res.get("history_flags") or []]
+    min_cell = ((res.get("parameters") or {}).get("privacy") or {}).get("min_cell_size", 0)
+    small = f"<{max(int(min_cell), 1)}"
+    rejected = [r["reason"] for r in manifest.get("rejected_inputs") or []]
+    return {"name": name, "failed": False, "report": f"{name}/report.html", "validation": f"{name}/validation.json",
+            "outcome": "published; rejected: " + "; ".join(rejected) if rejected else "published",
+            "lab_rows_read": small if counts.get("lab_rows_read") is None else num(counts["lab_rows_read"]),
+            "mg_results": small if counts.get("mg_results") is None else num(counts["mg_results"]),
+            "flags": flags}
+
+
+def _failed_row(record: dict[str, Any]) -> dict[str, Any]:
+    name = record["name"]
+    return {"name": name, "failed": True, "report": None, "validation": f"failed/{name}/validation.json",
+            "outcome": f"failed: {record.get('reason') or 'no reason recorded'}", "lab_rows_read": "",
+            "mg_results": "", "flags": []}
+
+
+def _stale_note(runs: list[tuple[str, dict[str, Any]]], manifests: dict[str, dict[str, Any]]) -> str:
+    """"No new data since <time>" when the latest published run loaded no new file, else ""."""
+    if not runs:
+        return ""
+    feed = (manifests.get(runs[-1][0]) or {}).get("feed") or {}
+    if feed.get("new_files", 1) or not feed.get("last_loaded_at"):
+        return ""
+    hours_since = feed.get("hours_since_last_data")
+    ago = f" ({hours_since:.0f} h before the latest run)" if isinstance(hours_since, (int, float)) else ""
+    return f"No new data since {feed['last_loaded_at']}{ago}."
 
 
 def history_headline(results: dict[str, Any]) -> dict[str, float | None]:

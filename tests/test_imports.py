@@ -26,6 +26,7 @@ DEFERRED = {
     ("pipelines.cli", "pipelines.stages"): "DuckDB and SciPy: `hypomag --help`, config and generate stay fast",
     ("pipelines.cli", "pipelines.deploy"): "Prefect: only `hypomag serve` needs it",
     ("pipelines.cli", "pipelines.generate"): "NumPy and Polars: only `hypomag generate` needs them",
+    ("pipelines.cli", "pipelines.inbox"): "DuckDB: only `hypomag validate --incremental` needs it",
 }
 
 

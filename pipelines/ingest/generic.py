@@ -45,7 +45,9 @@ def ingest_generic(con: duckdb.DuckDBPyConnection, input_dir: Path, columns: dic
 
 def ingest_inbox(con: duckdb.DuckDBPyConnection, inbox: Path, columns: dict,
                  config: Config | None = None) -> list[InputFile]:
-    """Incremental load: every `labs*` / `medications*` extract in the inbox not loaded before.
+    """Incremental load without screening: every `labs*` / `medications*` extract in the inbox not
+    loaded before. The nightly run screens each new file first and sets bad ones aside
+    (pipelines/inbox.py, with the same rule for what is new: a sha256 the ledger does not hold).
 
     Files are recognised by sha256 (the ledger `loaded_files`), so a re-run with the same files
     loads nothing, and a renamed copy of a loaded file is not loaded twice. New files load in name
