@@ -350,3 +350,45 @@ def test_the_share_is_compared_with_every_earlier_file_pooled(tmp_path):
     assert failure is not None
     assert failure["examples"] == [{"source_file": str(tmp_path / "inbox" / "labs_3.csv"), "rows_read": 20,
                                     "rows_out_of_scope": 4}]
+
+
+# The time grammar (docs/definitions.md section 2): YYYY-MM-DD, a space or T, HH:MM, optional :SS
+# with optional fraction; a valid calendar time. The common shape is parsed by a format that must
+# give back its own text; every other shape goes to the grammar, so both paths are exercised here.
+@pytest.mark.parametrize("text, expected", [
+    ("2024-03-01 08:00:00", "2024-03-01 08:00:00"),
+    ("2024-03-01T08:00:00", "2024-03-01 08:00:00"),
+    ("2024-03-01 08:00", "2024-03-01 08:00:00"),
+    ("2024-03-01T08:05", "2024-03-01 08:05:00"),
+    ("2024-03-01 08:00:00.250", "2024-03-01 08:00:00.250"),
+    ("2024-02-29 23:59:59", "2024-02-29 23:59:59"),
+    ("2023-02-29 08:00:00", None),      # no such day
+    ("2024-03-01 24:00:00", "2024-03-02 00:00:00"),  # ISO 8601's end of day, as the engine's cast reads it
+    ("2024-03-01 25:00:00", None),      # no such hour
+    ("2024-3-1 08:00:00", None),        # the format alone would read it; the grammar does not
+    ("2024-03-01 8:00:00", None),
+    ("2024-03-01T08:00:00Z", None),     # an offset
+    ("2024-03-01  08:00:00", None),     # two spaces
+    ("2024-03-01T08:00:0T", None),
+    ("2024-03-01", None),
+])
+def test_times_follow_the_grammar_whichever_path_reads_them(tmp_path, text, expected):
+    con = build(tmp_path, [lab("p", text, "MG", "1.8", "mg/dL")])
+    row = con.execute("SELECT reason, strftime(collected_at, '%Y-%m-%d %H:%M:%S.%g') FROM stg_lab_rows").fetchone()
+    if expected is None:
+        assert row == ("bad_timestamp", None)
+    else:
+        assert row[0] is None and row[1].startswith(expected if "." in expected else expected + ".")
+
+
+@pytest.mark.parametrize("value, censored, number", [
+    ("<=0.5", True, 0.5), (">=4", True, 4.0), ("<0.5", True, 0.5), (">4", True, 4.0),
+    ("=4", None, None), ("=<4", None, None), ("0.5", False, 0.5),
+])
+def test_the_censor_sign_is_read_from_the_first_characters(tmp_path, value, censored, number):
+    con = build(tmp_path, [lab("p", T, "MG", value, "mg/dL")])
+    row = con.execute("SELECT reason, censored, value_num FROM stg_lab_rows").fetchone()
+    if number is None:
+        assert row[0] == "non_numeric_value" and row[2] is None
+    else:
+        assert row == (None, censored, number)
