@@ -52,11 +52,15 @@ MART_MODELS: tuple[str, ...] = (
     "marts/mart_audit_reflex",
     "marts/mart_audit_worklist",
     "marts/mart_exposures",
+    "marts/mart_cooccurrence_by_patient",
+    "marts/mart_patient_demographics",
+    "marts/mart_cooccurrence_strata",
 )
 BUILD_ORDER: tuple[str, ...] = NORMALISE_MODELS + FLAG_MODELS + MART_MODELS
-# Models read only by the next model and by no expectation suite are views: their rows are
-# computed inside the reader's query instead of being written once more (millions of rows each).
+# Views: models whose rows are a projection of one table, cheaper to compute inside each reader's
+# query than to write once more (millions of rows each; docs/performance.md measures int_lab_flags).
 VIEWS: frozenset[str] = frozenset({
+    "intermediate/int_lab_flags",
     "intermediate/int_result_bits",
 })
 
