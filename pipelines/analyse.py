@@ -13,11 +13,11 @@ from typing import Any
 
 import duckdb
 
-from pipelines import audit_results
+from pipelines import audit_results, epi
 from pipelines.config import Config
 from pipelines.db import rows
 from pipelines.seeds import read_seed
-from pipelines.stats import binomial_p_value, is_small_cell, katz_ratio, wilson_interval
+from pipelines.stats import binomial_p_value, is_small_cell, katz_ratio, proportion_interval
 from pipelines.suppression import suppress
 
 SCHEMA_VERSION = 1
@@ -39,12 +39,13 @@ def references_for(direction: str, abnormality: str) -> list[dict[str, Any]]:
     ]
 
 
-def proportion(numerator: int, denominator: int, min_cell_size: int) -> dict[str, Any]:
-    """A rate with its Wilson interval, or the suppressed form with null counts and rates."""
+def proportion(numerator: int, denominator: int, min_cell_size: int, method: str = "wilson") -> dict[str, Any]:
+    """A rate with its 95% interval (`method`: [statistics] interval_method, Wilson by default), or the
+    suppressed form with null counts and rates."""
     if is_small_cell(numerator, denominator, min_cell_size):
         return {"numerator": None, "denominator": None, "prevalence": None, "ci_low": None,
                 "ci_high": None, "suppressed": True}
-    low, high = wilson_interval(numerator, denominator)
+    low, high = proportion_interval(numerator, denominator, method)
     return {
         "numerator": numerator,
         "denominator": denominator,
@@ -102,7 +103,7 @@ def cooccurrence_counts(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, 
 
 
 def cooccurrence_rows(marts: dict, min_cell: int, abnormalities: list[str],
-                      windows_: list[Window]) -> list[dict[str, Any]]:
+                      windows_: list[Window], method: str = "wilson") -> list[dict[str, Any]]:
     """One results.json `cooccurrence` row per abnormality x direction x window x level, in that order."""
     out = []
     for abnormality in abnormalities:
@@ -112,7 +113,7 @@ def cooccurrence_rows(marts: dict, min_cell: int, abnormalities: list[str],
                     m = marts[(abnormality, direction, window.key, level)]
                     num, den, idx = m["numerator"], m["denominator"], m["index_count"]
                     row = {"abnormality": abnormality, "direction": direction, "window": window.name,
-                           "window_hours": window.hours, "level": level, **proportion(num, den, min_cell)}
+                           "window_hours": window.hours, "level": level, **proportion(num, den, min_cell, method)}
                     row.update(mg_tested(direction, num, den, idx, min_cell))
                     row["references"] = [
                         {"set": ref["set"], "value": ref["value"],
@@ -165,7 +166,7 @@ def prevalence_ratio_rows(counts: dict, min_cell: int, abnormalities: list[str],
 
 
 def sensitivity_rows(con: duckdb.DuckDBPyConnection, min_cell: int,
-                     windows_: list[Window]) -> list[dict[str, Any]]:
+                     windows_: list[Window], method: str = "wilson") -> list[dict[str, Any]]:
     """The sensitivity grid at result level, one direction after the other (SENSITIVITY_DIRECTIONS):
     abnormality x calcium definition x Mg threshold x window, each cell a rate with its Wilson interval."""
     by_key = {w.key: w for w in windows_}
@@ -186,7 +187,7 @@ def sensitivity_rows(con: duckdb.DuckDBPyConnection, min_cell: int,
                 "window": window.name,
                 "window_hours": window.hours,
                 "hypocalcemia_definition": m["hypocalcemia_definition"],
-                **proportion(m["numerator"], m["denominator"], min_cell),
+                **proportion(m["numerator"], m["denominator"], min_cell, method),
             })
     return out
 
@@ -250,9 +251,16 @@ def build_results(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, A
     reads = _ReadOnce(con)  # both builds read the marts once (some reads scan every loaded result)
     document = _document(reads, config, min_cell)
     if min_cell <= 0:
-        return finish_audit(document, document, config, 0)
+        return with_epi(con, config, finish_audit(document, document, config, 0))
     raw = _document(reads, config, 0)
-    return finish_audit(suppress(document, min_cell, raw=raw), raw, config, min_cell)
+    return with_epi(con, config, finish_audit(suppress(document, min_cell, raw=raw), raw, config, min_cell))
+
+
+def with_epi(con: duckdb.DuckDBPyConnection, config: Config, document: dict[str, Any]) -> dict[str, Any]:
+    """Additions: the interval method, clustered intervals, strata and table one (pipelines/epi.py),
+    computed from the suppressed document so they show nothing it withholds."""
+    document.update(epi.additions(con, config, document))
+    return document
 
 
 class _Fetched:
@@ -285,14 +293,15 @@ class _ReadOnce:
 def _document(con: duckdb.DuckDBPyConnection, config: Config, min_cell: int) -> dict[str, Any]:
     marts = cooccurrence_counts(con)
     abnormalities, windows_ = abnormality_names(con), windows(con, config)
+    method = config.statistics.interval_method
     return {
         "schema_version": SCHEMA_VERSION,
         "parameters": config.to_dict(),
         "counts": counts(con),
-        "cooccurrence": cooccurrence_rows(marts, min_cell, abnormalities, windows_),
+        "cooccurrence": cooccurrence_rows(marts, min_cell, abnormalities, windows_, method),
         "prevalence_ratios": prevalence_ratio_rows(marts, min_cell, abnormalities, windows_),
-        "sensitivity": sensitivity_rows(con, min_cell, windows_),
-        "audit": {**audit(con, min_cell), **audit_additions(con, config, min_cell)},
+        "sensitivity": sensitivity_rows(con, min_cell, windows_, method),
+        "audit": {**audit(con, min_cell, method), **audit_additions(con, config, min_cell)},
         "exposures": exposures(con, min_cell),
         # Additions to schema_version 1 (the contract allows adding): the report's other charts.
         "testing_rate_references": testing_rate_references(),
@@ -303,31 +312,31 @@ def _document(con: duckdb.DuckDBPyConnection, config: Config, min_cell: int) -> 
     }
 
 
-def _rate(numerator: int, denominator: int, min_cell: int, prefix: str = "") -> dict[str, Any]:
-    """A rate with its Wilson interval under `prefix` keys; null counts and rates if suppressed."""
-    p = proportion(numerator, denominator, min_cell)
+def _rate(numerator: int, denominator: int, min_cell: int, prefix: str = "", method: str = "wilson") -> dict[str, Any]:
+    """A rate with its 95% interval (`method`) under `prefix` keys; null counts and rates if suppressed."""
+    p = proportion(numerator, denominator, min_cell, method)
     return {f"{prefix}rate": p["prevalence"], f"{prefix}ci_low": p["ci_low"], f"{prefix}ci_high": p["ci_high"],
             "suppressed": p["suppressed"]}
 
 
-def _audit_row(m: dict[str, Any], min_cell: int) -> dict[str, Any]:
-    checked = _rate(m["mg_checked"], m["episodes"], min_cell)
+def _audit_row(m: dict[str, Any], min_cell: int, method: str = "wilson") -> dict[str, Any]:
+    checked = _rate(m["mg_checked"], m["episodes"], min_cell, method=method)
     row = {"episodes": m["episodes"], "mg_checked": m["mg_checked"], **checked}
     if checked["suppressed"]:
         row["episodes"] = row["mg_checked"] = None
     return row
 
 
-def audit(con: duckdb.DuckDBPyConnection, min_cell: int) -> dict[str, Any]:
-    """Magnesium-check audit measures (docs/definitions.md section 5) with Wilson intervals and suppression."""
+def audit(con: duckdb.DuckDBPyConnection, min_cell: int, method: str = "wilson") -> dict[str, Any]:
+    """Magnesium-check audit measures (docs/definitions.md section 5) with 95% intervals and suppression."""
     marts = rows(con, "SELECT * FROM mart_audit ORDER BY grouping, group_value")
     overall_mart = next((m for m in marts if m["grouping"] == "overall"), None) or {
         "episodes": 0, "mg_checked": 0, "low_mg_episodes": 0, "mg_repleted": 0, "refractory_episodes": 0,
         "refractory_mg_checked": 0}
-    overall = _audit_row(overall_mart, min_cell)
-    repleted = _rate(overall_mart["mg_repleted"], overall_mart["low_mg_episodes"], min_cell, "repleted_")
+    overall = _audit_row(overall_mart, min_cell, method)
+    repleted = _rate(overall_mart["mg_repleted"], overall_mart["low_mg_episodes"], min_cell, "repleted_", method)
     refractory = _rate(overall_mart["refractory_mg_checked"], overall_mart["refractory_episodes"], min_cell,
-                       "refractory_checked_")
+                       "refractory_checked_", method)
     overall.update({
         "low_mg_episodes": None if repleted["suppressed"] else overall_mart["low_mg_episodes"],
         "mg_repleted": None if repleted["suppressed"] else overall_mart["mg_repleted"],
@@ -344,7 +353,7 @@ def audit(con: duckdb.DuckDBPyConnection, min_cell: int) -> dict[str, Any]:
     for m in marts:
         if m["grouping"] in keys:
             section, name = keys[m["grouping"]]
-            out[section].append({name: m["group_value"], **_audit_row(m, min_cell)})
+            out[section].append({name: m["group_value"], **_audit_row(m, min_cell, method)})
     order = {"mild": 0, "moderate": 1, "severe": 2}
     out["by_severity"].sort(key=lambda r: order.get(r["severity"], 9))
     return out

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pipelines.errors import ConfigError
 from pipelines.paths import SEEDS_DIR
 from pipelines.seeds import read_seed, unit_factor
+from pipelines.stats import INTERVAL_METHODS
 from pipelines.validate import load_suites
 
 
@@ -125,6 +126,36 @@ class Engine:
 
 
 @dataclass(frozen=True)
+class Statistics:
+    """Interval method and repeated-measures options (docs/definitions.md section 8)."""
+
+    interval_method: str = "wilson"  # wilson, clopper-pearson, jeffreys or agresti-coull
+
+
+@dataclass(frozen=True)
+class Strata:
+    """Age bands and the standard population of age-sex standardisation (docs/definitions.md section 4)."""
+
+    age_bands_years: tuple[float, ...] = (18.0, 45.0, 65.0, 80.0)  # lower bounds: 18-44, 45-64, 65-79, 80+
+    standard_population: str = "pooled"  # pooled (the study's own) or seed (sql/seeds/standard_population.csv)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Sensitivity sweep of windows and thresholds (docs/definitions.md section 8, Sweep); the run's own
+    window and thresholds are always added. Blank lists follow the run (pipelines/sweep.py): windows of
+    1/24, 1/4, 1, 2 and 3 times the co-occurrence window (1, 6, 24, 48, 72 h at 24 h), and each
+    threshold with one step below it (K 3.0 and 3.5 mmol/L by default)."""
+
+    windows_hours: tuple[float, ...] = ()
+    hypokalemia_mmol_l: tuple[float, ...] = ()
+    hyponatremia_mmol_l: tuple[float, ...] = ()
+    hypophosphatemia_mg_dl: tuple[float, ...] = ()
+    hypocalcemia_mg_dl: tuple[float, ...] = ()
+    ionized_hypocalcemia_mmol_l: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     thresholds: Thresholds = field(default_factory=Thresholds)
     windows: Windows = field(default_factory=Windows)
@@ -135,6 +166,9 @@ class Config:
     csv: Csv = field(default_factory=Csv)
     schedule: Schedule = field(default_factory=Schedule)
     engine: Engine = field(default_factory=Engine)
+    statistics: Statistics = field(default_factory=Statistics)
+    strata: Strata = field(default_factory=Strata)
+    sweep: Sweep = field(default_factory=Sweep)
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
     source_path: str | None = None
 
@@ -148,6 +182,8 @@ class Config:
         out["validation"]["make_warning"] = list(self.validation.make_warning)
         out["privacy"]["allow_columns"] = list(self.privacy.allow_columns)
         out["audit"]["reflex_k_thresholds_mmol_l"] = list(self.audit.reflex_k_thresholds_mmol_l)
+        out["strata"]["age_bands_years"] = list(self.strata.age_bands_years)
+        out["sweep"] = {k: list(v) for k, v in out["sweep"].items()}
         out["canonical_thresholds"] = self.canonical_thresholds()
         return out
 
@@ -267,6 +303,7 @@ def _check_values(config: Config, path: Path | str) -> None:
         *_csv_problems(config),
         *_column_problems(config),
         *_audit_problems(config),
+        *_statistics_problems(config),
     ]
     if problems:
         key, message = problems[0]
@@ -562,6 +599,42 @@ def _audit_problems(config: Config) -> Problems:
     return problems
 
 
+def _statistics_problems(config: Config) -> Problems:
+    """[statistics] interval_method: one of the methods pipelines/stats.py implements."""
+    method = config.statistics.interval_method
+    problems: Problems = []
+    if method not in INTERVAL_METHODS:
+        problems.append(("statistics.interval_method", f"must be one of {', '.join(INTERVAL_METHODS)}, got {method!r}"))
+    bands = config.strata.age_bands_years
+    if not bands or list(bands) != sorted(set(bands)) or bands[0] < 0:
+        problems.append(("strata.age_bands_years", f"must be increasing lower bounds >= 0, got {list(bands)}"))
+    if config.strata.standard_population not in STANDARD_POPULATIONS:
+        problems.append(("strata.standard_population", f"must be one of {', '.join(STANDARD_POPULATIONS)}, "
+                         f"got {config.strata.standard_population!r}"))
+    problems += _sweep_problems(config)
+    return problems
+
+
+STANDARD_POPULATIONS = ("pooled", "seed")
+MAX_SWEEP_WINDOW_HOURS = 24.0 * 7
+
+
+def _sweep_problems(config: Config) -> Problems:
+    """[sweep]: windows within 0..a week (the sweep joins results that far apart), plausible thresholds."""
+    problems: Problems = []
+    for i, hours in enumerate(config.sweep.windows_hours):
+        if not 0 <= hours <= MAX_SWEEP_WINDOW_HOURS:
+            problems.append((f"sweep.windows_hours[{i}]", f"must be within 0..{MAX_SWEEP_WINDOW_HOURS:g} hours, "
+                             f"got {hours!r}"))
+    for f in dataclasses.fields(config.sweep):
+        if f.name == "windows_hours":
+            continue
+        analyte, unit = THRESHOLD_ANALYTES[f.name]
+        for i, value in enumerate(getattr(config.sweep, f.name)):
+            problems += _in_range(f"sweep.{f.name}[{i}]", value, analyte, unit)
+    return problems
+
+
 def _get(config: Config, dotted: str) -> Any:
     section, key = dotted.split(".")
     return getattr(getattr(config, section), key)
@@ -616,6 +689,15 @@ MEANINGS: dict[str, str] = {
     "schedule.max_hours_without_data": "a night with no new file this long after the last one warns: feed stale",
     "engine.memory_limit": "DuckDB's memory limit (beyond it, DuckDB spills to disk)",
     "engine.threads": "DuckDB's threads",
+    "statistics.interval_method": "95% intervals of rates: `wilson`, `clopper-pearson`, `jeffreys` or `agresti-coull`",
+    "strata.age_bands_years": "lower bounds of the age bands (18-44, 45-64, 65-79, 80+; younger: `<18`)",
+    "strata.standard_population": "age-sex standardisation: `pooled` (the study's own) or `seed` (standard_population.csv)",
+    "sweep.windows_hours": "sensitivity sweep: windows, +/- hours (blank: 1/24, 1/4, 1, 2, 3 x the window)",
+    "sweep.hypokalemia_mmol_l": "sensitivity sweep: K thresholds (blank: the run's and 0.5 below)",
+    "sweep.hyponatremia_mmol_l": "sensitivity sweep: NA thresholds (blank: the run's and 5 below)",
+    "sweep.hypophosphatemia_mg_dl": "sensitivity sweep: PHOS thresholds (blank: the run's and 0.5 below)",
+    "sweep.hypocalcemia_mg_dl": "sensitivity sweep: total / corrected CA thresholds (blank: the run's and 0.5 below)",
+    "sweep.ionized_hypocalcemia_mmol_l": "sensitivity sweep: ICA thresholds (blank: the run's and 0.15 below)",
 }
 
 

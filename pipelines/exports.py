@@ -54,6 +54,7 @@ def tidy_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     for r in results.get("exposures") or []:
         out += _exposure(r)
     out += list(_audit_charts(results.get("audit") or {}))  # added last: the v1 rows keep their places
+    out += list(_epi(results))  # then the epidemiology additions (pipelines/epi.py)
     return out
 
 
@@ -173,6 +174,71 @@ def _exposure(r: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _epi(results: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Sections `clustered` (the patient-clustered interval and p-value of each result-level row, one
+    row per reference set), `design_effect` (its design effect and, as `results_per_patient`, the mean
+    results per patient), `strata` (co-occurrence rows by `year=` / `care_unit=`) and `audit_strata`
+    (the audit rate by `year=`), `standardised` (age-sex standardised prevalence) and `adjusted_ratio`
+    (`model=crude` / `model=adjusted`; numerator and denominator: the hypomagnesemia group's events
+    and patients) and `sweep` (stratum `hypokalemia_mmol_l=3.5`, the window in window_hours)."""
+    for r in results.get("clustered") or []:
+        base = dict(abnormality=r["abnormality"], direction=r["direction"], window=r["window"],
+                    window_hours=r["window_hours"], level=r["level"], estimate=r["prevalence"],
+                    ci_low=r["clustered_ci_low"], ci_high=r["clustered_ci_high"], suppressed=r["suppressed"])
+        refs = r.get("references") or []
+        for ref in refs or [None]:
+            extra = {} if ref is None else dict(reference_set=ref["set"], reference_value=ref["value"],
+                                                p_value=ref["clustered_p_value"])
+            yield row("clustered", **base, **extra)
+        for measure in ("design_effect", "results_per_patient"):
+            hidden = r["suppressed"] if measure == "design_effect" else r["patients_suppressed"]
+            yield row("design_effect", abnormality=r["abnormality"], direction=r["direction"], window=r["window"],
+                      window_hours=r["window_hours"], level=r["level"], stratum=measure, estimate=r[measure],
+                      suppressed=hidden)
+    strata = results.get("strata") or {}
+    for r in strata.get("cooccurrence") or []:
+        yield row("strata", abnormality=r["abnormality"], direction=r["direction"], window=r["window"],
+                  window_hours=r["window_hours"], level=r["level"], stratum=f"{r['stratum']}={r['value']}",
+                  numerator=r["numerator"], denominator=r["denominator"], estimate=r["prevalence"],
+                  ci_low=r["ci_low"], ci_high=r["ci_high"], suppressed=r["suppressed"])
+    for r in strata.get("audit_by_year") or []:
+        yield _audit_row("mg_checked", f"year={r['year']}", r["mg_checked"], r["episodes"], r["rate"], r["ci_low"],
+                         r["ci_high"], r["suppressed"]) | {"section": "audit_strata"}
+    for r in strata.get("standardised") or []:
+        yield row("standardised", abnormality=r["abnormality"], direction=r["direction"], window=r["window"],
+                  window_hours=r["window_hours"], level=r["level"],
+                  stratum=f"standard={strata.get('standard_population')}", estimate=r["standardised"],
+                  ci_low=r["ci_low"], ci_high=r["ci_high"], suppressed=r["suppressed"])
+    for r in results.get("adjusted_ratios") or []:
+        for kind in ("crude", "adjusted"):
+            yield row("adjusted_ratio", abnormality=r["abnormality"], direction="abnormality_given_hypomg_vs_normomg",
+                      window=r["window"], level=r["level"], stratum=f"model={kind}",
+                      numerator=r["exposed_events"], denominator=r["exposed"], estimate=r[f"{kind}_ratio"],
+                      ci_low=r[f"{kind}_ci_low"], ci_high=r[f"{kind}_ci_high"],
+                      p_value=r["adjusted_p_value"] if kind == "adjusted" else None, suppressed=r["suppressed"])
+    for r in (results.get("sweep") or {}).get("rows") or []:
+        yield row("sweep", abnormality=r["abnormality"], direction=r["direction"], window_hours=r["window_hours"],
+                  level="result", stratum=f"{r['threshold_key']}={r['threshold']:g}", numerator=r["numerator"],
+                  denominator=r["denominator"], estimate=r["prevalence"], ci_low=r["ci_low"], ci_high=r["ci_high"],
+                  suppressed=r["suppressed"])
+
+
+TABLE_ONE_COLUMNS = ("characteristic", "category", "statistic", "group", "value", "denominator", "percent",
+                     "suppressed")
+
+
+def table_one_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Table 1 of results.json (`table_one`) in long form: one row per characteristic x magnesium group."""
+    t = results.get("table_one") or {}
+    out = []
+    for r in t.get("rows") or []:
+        for group in t.get("groups") or []:
+            out.append({"characteristic": r["characteristic"], "category": r["category"], "statistic": r["statistic"],
+                        "group": group, "value": r[group], "denominator": r.get(f"{group}_denominator"),
+                        "percent": r[f"{group}_percent"], "suppressed": bool(r[f"{group}_suppressed"])})
+    return out
+
+
 # ---- writers ------------------------------------------------------------------------------------
 
 def _csv_value(value: Any) -> str:
@@ -186,13 +252,13 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
-def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    """results.csv: a header of COLUMNS, one line per row, RFC 4180 quoting, UTF-8, \\n line ends."""
+def write_csv(rows: list[dict[str, Any]], path: Path, columns: tuple[str, ...] = COLUMNS) -> None:
+    """results.csv: a header of `columns`, one line per row, RFC 4180 quoting, UTF-8, \\n line ends."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(COLUMNS)
+        writer.writerow(columns)
         for r in rows:
-            writer.writerow([_csv_value(r[c]) for c in COLUMNS])
+            writer.writerow([_csv_value(r[c]) for c in columns])
 
 
 def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
@@ -206,9 +272,13 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def write_exports(results: dict[str, Any], folder: Path) -> list[Path]:
-    """results.csv and results.parquet of `results` in `folder`; returns their paths."""
+    """results.csv, results.parquet and table_one.csv of `results` in `folder`; returns their paths."""
     rows = tidy_rows(results)
     csv_path, parquet_path = folder / "results.csv", folder / "results.parquet"
     write_csv(rows, csv_path)
     write_parquet(rows, parquet_path)
-    return [csv_path, parquet_path]
+    paths = [csv_path, parquet_path]
+    if results.get("table_one"):
+        paths.append(folder / "table_one.csv")
+        write_csv(table_one_rows(results), paths[-1], TABLE_ONE_COLUMNS)
+    return paths

@@ -62,11 +62,12 @@ def render(template: str, collection: Charts, **context: Any) -> str:
 def report_charts(view: dict[str, Any]) -> dict[str, Any]:
     """Every chart of the report, with its HTML title and caption, built from the view model."""
     t, small, charts = view["t"], view["fmt"]["small"], Charts()
-    audit = view["audit"]
+    audit, method = view["audit"], view["epi"].get("method_short", "Wilson")
     out = {
-        "forest": charts.add(figures.forest_figure(view["forest"], small), "chart-forest",
+        "forest": charts.add(figures.forest_figure(view["forest"], small, method), "chart-forest",
                              "Observed prevalence vs published figures (result level)",
-                             "Dots: observed prevalence with its Wilson 95% interval; hollow markers: the published "
+                             f"Dots: observed prevalence with its {method} 95% "
+                             "interval; hollow markers: the published "
                              f"figures that measured the same direction; {small}: withheld. Look for references "
                              "outside the interval."),
         "sensitivity": [charts.add(figures.sensitivity_figure(g, f"every cell is withheld ({small})"),
@@ -82,7 +83,7 @@ def report_charts(view: dict[str, Any]) -> dict[str, Any]:
                                    f"upper normal; crosses: bins withheld ({small})."),
         "audit_trend": charts.add(figures.audit_trend_figure(
             audit["months"], small, f"Every month is withheld ({small} episodes or checks):<br>"
-                                    "see the overall rate in the summary"),
+                                    "see the overall rate in the summary", method),
             "chart-audit-trend", f"Magnesium checked within {t['mg_check']} of a hypokalemia episode's start, by month",
             f"Share of hypokalemia episodes with magnesium measured within {t['mg_check']} of the start, per month, "
             f"with its 95% band; {small}: month withheld. Look for months below the rest."),
@@ -103,6 +104,7 @@ def report_charts(view: dict[str, Any]) -> dict[str, Any]:
                                 f"active vs not; {small}: class withheld."),
     }
     out.update(figures.audit_charts(charts.add, view))  # control chart and funnel plot (reports/audit.html)
+    out.update(figures.epi_charts(charts.add, view))  # the sensitivity sweep (reports/epi.html)
     return {"charts": out, "chart_collection": charts}
 
 

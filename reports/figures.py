@@ -48,12 +48,13 @@ def withheld_marks(fig: go.Figure, x: list[Any], y: list[Any], hover: list[str],
         textfont={"color": OKABE_ITO["grey"]}, hovertext=hover, hoverinfo="text", showlegend=False))
 
 
-def forest_figure(rows: list[dict[str, Any]], small: str) -> go.Figure:
-    """Observed prevalence (result level) with Wilson CI beside every reference set of its direction."""
+def forest_figure(rows: list[dict[str, Any]], small: str, method: str = "Wilson") -> go.Figure:
+    """Observed prevalence (result level) with its 95% interval (`method`) beside every reference set of its
+    direction."""
     shown = [r for r in rows if r["value"] is not None]
     fig = go.Figure(go.Scatter(
         x=[r["value"] for r in shown], y=[r["label"] for r in shown], mode="markers",
-        name="observed (Wilson 95% CI)", marker={"color": OKABE_ITO["blue"], "size": 9, "symbol": "circle"},
+        name=f"observed ({method} 95% CI)", marker={"color": OKABE_ITO["blue"], "size": 9, "symbol": "circle"},
         error_x={"type": "data", "symmetric": False, "array": [r["ci_high"] - r["value"] for r in shown],
                  "arrayminus": [r["value"] - r["ci_low"] for r in shown], "color": OKABE_ITO["blue"]},
         hovertext=[r["hover"] for r in shown], hoverinfo="text",
@@ -120,13 +121,14 @@ def distribution_figure(view: dict[str, Any], small: str, empty_message: str) ->
     return fig
 
 
-def audit_trend_figure(months: list[dict[str, Any]], small: str, empty_message: str) -> go.Figure:
+def audit_trend_figure(months: list[dict[str, Any]], small: str, empty_message: str,
+                       method: str = "Wilson") -> go.Figure:
     shown = [m for m in months if m["rate"] is not None]
     x = [m["label"] for m in shown]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=x + x[::-1], y=[m["ci_high"] for m in shown] + [m["ci_low"] for m in shown][::-1],
                              fill="toself", fillcolor="rgba(0,114,178,0.18)", line={"width": 0}, hoverinfo="skip",
-                             name="Wilson 95% CI"))
+                             name=f"{method} 95% CI"))
     fig.add_trace(go.Scatter(x=x, y=[m["rate"] for m in shown], mode="lines+markers", name="Mg checked",
                              line={"color": OKABE_ITO["blue"], "width": 2}, marker={"symbol": "circle", "size": 8},
                              hovertext=[m["hover"] for m in shown], hoverinfo="text"))
@@ -311,3 +313,33 @@ def audit_charts(add: Any, view: dict[str, Any]) -> dict[str, Any]:
                                  "99.8% limits around the overall rate (exact binomial); a unit outside them "
                                  f"differs by more than chance. Withheld units ({small}) are not drawn."),
     }
+
+
+def sweep_figure(series: list[dict[str, Any]], small: str) -> go.Figure:
+    """The sensitivity sweep at the run's thresholds: prevalence against the window, one line per
+    abnormality and direction; a withheld cell is a gap in its line."""
+    fig = base_layout(go.Figure(), 420)
+    colours = list(OKABE_ITO.values())
+    for i, s in enumerate(series):
+        fig.add_trace(go.Scatter(x=s["x"], y=s["y"], mode="lines+markers", name=s["name"],
+                                 line={"color": colours[i % len(colours)],
+                                       "dash": "solid" if "among low Mg" in s["name"] else "dash"},
+                                 hovertemplate="±%{x} h: %{y:.1%}<extra>" + s["name"] + "</extra>"))
+    fig.update_layout(xaxis={"title": "window, ± hours", "type": "log"}, yaxis={"title": "prevalence",
+                      "tickformat": ".0%", "rangemode": "tozero"}, legend=BOTTOM_LEGEND)
+    if not any(v is not None for s in series for v in s["y"]):
+        return say_empty(fig, f"every cell is withheld ({small})")
+    return fig
+
+
+def epi_charts(add: Any, view: dict[str, Any]) -> dict[str, Any]:
+    """The sweep chart (reports/epi.html), added through `add`; none without a sweep."""
+    sweep = (view.get("epi") or {}).get("sweep") or {}
+    if not sweep.get("present"):
+        return {}
+    small = view["fmt"]["small"]
+    return {"sweep": add(sweep_figure(sweep["series"], small), "chart-sweep",
+                         "Sensitivity sweep: prevalence by window at the run's thresholds (result level)",
+                         "Each line: one abnormality and direction (solid: abnormality among low Mg; dashed: low "
+                         f"Mg among the abnormality), recomputed for each ± window; gaps: withheld ({small}). "
+                         "Look for lines that climb steeply: the figure depends on the window.")}

@@ -661,6 +661,7 @@ def report_view(results: dict[str, Any], manifest: dict[str, Any], validation: d
         "parameters_table": parameter_table(params),
         "references": references(results),
         "provenance_table": provenance_table(manifest),
+        "epi": epi_view(results, fmt),
     }
 
 
@@ -722,3 +723,207 @@ def history_headline(results: dict[str, Any]) -> dict[str, float | None]:
             out[f"low Mg among {row['abnormality']}"] = row.get("prevalence")
     out["Mg checked in hypokalemia"] = ((results.get("audit") or {}).get("overall") or {}).get("rate")
     return out
+
+
+# ---- epidemiology (reports/epi.html; results.json `statistics`, `clustered`, `strata`, `table_one`) ----
+
+def epi_view(results: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    """The epidemiology section: interval method, clustered beside naive intervals, table 1, strata,
+    and the methods paragraph. Empty (`present` false) for a results document without these keys."""
+    stats_ = results.get("statistics")
+    if not stats_:
+        return {"present": False}
+    params = results["parameters"]
+    return {
+        "present": True,
+        "method": stats_["interval_label"],
+        "method_short": stats_["interval_label"].split()[0],  # "Wilson", "Clopper-Pearson", ...
+        "clustered_table": clustered_table(results, fmt),
+        "table_one": table_one_table(results.get("table_one") or {}, fmt),
+        "demographics": (results.get("table_one") or {}).get("demographics") or "",
+        "strata_table": strata_table(results, fmt),
+        "audit_years": table(["year", "episodes", "Mg checked", "rate (95% CI)"],
+                             rate_rows((results.get("strata") or {}).get("audit_by_year") or [], "year", fmt)),
+        "methods": methods_paragraph(results, params),
+        "standardised_table": standardised_table(results, fmt),
+        "adjusted_table": adjusted_table(results, fmt),
+        "demographics_text": demographics_text(results.get("demographics") or {}, fmt),
+        "sweep": sweep_view(results, fmt),
+    }
+
+
+def sweep_view(results: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    """The sweep as a compact table (rows: abnormality, direction, threshold; columns: windows) and the
+    chart's series (the run's thresholds across the windows)."""
+    sweep = results.get("sweep") or {}
+    hours = sweep.get("windows_hours") or []
+    lines: dict[tuple, dict[float, dict[str, Any]]] = {}
+    for r in sweep.get("rows") or []:
+        lines.setdefault((r["abnormality"], r["direction"], r["threshold_key"], r["threshold"]), {})[r["window_hours"]] = r
+    run = {(k, v) for k, v in ((f, results["parameters"]["thresholds"].get(f)) for f in
+                                {key for _, _, key, _ in lines})}
+    body, series = [], []
+    for (abnormality, direction, key, value), cells in lines.items():
+        label = f"{abnormality}, {DIRECTION_LABEL.get(direction, direction)}"
+        body.append([label, f"{key.rsplit('_', 2)[0].replace('_', ' ')} < {value:g} {_key_unit(key)}"
+                     + (" (run's)" if (key, value) in run else ""),
+                     *(_sweep_cell(cells.get(h), fmt) for h in hours)])
+        if (key, value) in run:
+            series.append({"name": label, "x": hours,
+                           "y": [None if cells.get(h) is None or cells[h]["suppressed"] else cells[h]["prevalence"]
+                                 for h in hours]})
+    return {"table": table(["abnormality, direction", "threshold", *(f"±{h:g} h" for h in hours)], body,
+                           numeric_from=2), "series": series, "present": bool(body)}
+
+
+def _key_unit(key: str) -> str:
+    return {"mmol_l": "mmol/L", "mg_dl": "mg/dL"}.get("_".join(key.rsplit("_", 2)[1:]), "")
+
+
+def _sweep_cell(r: dict[str, Any] | None, fmt: Fmt) -> str:
+    if r is None:
+        return ""
+    if r["suppressed"]:
+        return fmt.small
+    return "no index results" if r["prevalence"] is None else f"{pct(r['prevalence'])} ({r['numerator']}/{r['denominator']})"
+
+
+def standardised_table(results: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    """Crude beside age-sex standardised prevalence, co-occurrence window, result level."""
+    strata = results.get("strata") or {}
+    body = []
+    for r in strata.get("standardised") or []:
+        if not is_cooccurrence_window(r) or r["level"] != "result":
+            continue
+        if r["suppressed"]:
+            body.append([r["abnormality"], DIRECTION_LABEL.get(r["direction"], r["direction"]), fmt.small, fmt.small, ""])
+            continue
+        value = "no demographics" if r["standardised"] is None else (
+            f"{pct(r['standardised'])} ({_interval(r['ci_low'], r['ci_high'])})")
+        covered = "" if r["weight_covered"] is None else pct(r["weight_covered"], 0)
+        body.append([r["abnormality"], DIRECTION_LABEL.get(r["direction"], r["direction"]),
+                     "" if r["crude"] is None else pct(r["crude"]), value, covered])
+    return table(["abnormality", "direction", "crude", f"age-sex standardised (95% CI), standard: "
+                  f"{strata.get('standard_population', '')}", "standard covered"], body, numeric_from=2)
+
+
+def adjusted_table(results: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    """Crude and adjusted prevalence ratios (hypo- vs normomagnesemia), patient level."""
+    body = []
+    for r in results.get("adjusted_ratios") or []:
+        if r["suppressed"]:
+            body.append([r["abnormality"], fmt.small, fmt.small, fmt.small, fmt.small, ""])
+            continue
+        crude = "not estimable" if r["crude_ratio"] is None else (
+            f"{r['crude_ratio']:.2f}" + ("" if r["crude_ci_low"] is None else
+                                         f" ({r['crude_ci_low']:.2f}–{r['crude_ci_high']:.2f})"))
+        adjusted = (r["note"] or "not estimable") if r["adjusted_ratio"] is None else (
+            f"{r['adjusted_ratio']:.2f} ({r['adjusted_ci_low']:.2f}–{r['adjusted_ci_high']:.2f})")
+        body.append([r["abnormality"], f"{num(r['exposed_events'])}/{num(r['exposed'])}",
+                     f"{num(r['unexposed_events'])}/{num(r['unexposed'])}", crude, adjusted,
+                     ", ".join(r["covariates"]) or "none varied"])
+    return table(["abnormality", "hypomagnesemia: events/patients", "normomagnesemia: events/patients",
+                  "crude ratio (95% CI)", "adjusted ratio (95% CI)", "adjusted for"], body, numeric_from=1)
+
+
+def demographics_text(d: dict[str, Any], fmt: Fmt) -> str:
+    """One sentence of the patients table's row accounting."""
+    if not d.get("patients_table"):
+        return "No patients table was read: age and sex strata are `unknown` and nothing is standardised."
+    def n(v: Any) -> str:
+        return fmt.small if v is None else num(v)
+    reasons = "; ".join(f"{r['reason']} {n(r['rows'])}" for r in d.get("quarantine_reasons") or [])
+    return (f"Patients table: {n(d['rows_read'])} rows read, {n(d['rows_loaded'])} loaded, "
+            f"{n(d['rows_quarantined'])} quarantined{f' ({reasons})' if reasons else ''}; "
+            f"{n(d['lab_patients_with_demographics'])} patients of the lab results have demographics, "
+            f"{n(d['lab_patients_without_demographics'])} do not.")
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    return "" if low is None or high is None else f"{pct(low)}–{pct(high)}"
+
+
+def clustered_table(results: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    """Each result-level row: prevalence, naive and patient-clustered intervals, design effect, results
+    per patient, and each reference's naive and clustered p-values."""
+    params = results["parameters"]
+    body = []
+    for r in results.get("clustered") or []:
+        if r["suppressed"]:
+            body.append([r["abnormality"], DIRECTION_LABEL.get(r["direction"], r["direction"]), window_label(r, params),
+                         fmt.small, fmt.small, fmt.small, fmt.small, fmt.small, ""])
+            continue
+        deff = "" if r["design_effect"] is None else f"{r['design_effect']:.2f}"
+        per_patient = (fmt.small if r["patients_suppressed"] else
+                       "" if r["results_per_patient"] is None else f"{r['results_per_patient']:.2f}")
+        refs = "; ".join(f"{ref['set']}: {ref['p_value']:.3g} / {ref['clustered_p_value']:.3g}"
+                         for ref in r["references"] if ref["p_value"] is not None and ref["clustered_p_value"] is not None)
+        body.append([r["abnormality"], DIRECTION_LABEL.get(r["direction"], r["direction"]), window_label(r, params),
+                     "no index results" if r["prevalence"] is None else pct(r["prevalence"]),
+                     _interval(r["naive_ci_low"], r["naive_ci_high"]),
+                     _interval(r["clustered_ci_low"], r["clustered_ci_high"]), deff, per_patient, refs])
+    return table(["abnormality", "direction", "window", "prevalence", "naive 95% CI", "patient-clustered 95% CI",
+                  "design effect", "results per patient", "p: naive / clustered"], body, numeric_from=3)
+
+
+def table_one_table(t: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    """Table 1: one line per characteristic, one column per magnesium group."""
+    groups = t.get("groups") or []
+    body = []
+    for r in t.get("rows") or []:
+        label = r["characteristic"] + (f": {r['category']}" if r["category"] else "")
+        body.append([label, r["statistic"], *(_table_one_cell(r, g, fmt) for g in groups)])
+    return table(["characteristic", "statistic", *groups], body, numeric_from=2)
+
+
+def _table_one_cell(r: dict[str, Any], group: str, fmt: Fmt) -> str:
+    value, percent = r.get(group), r.get(f"{group}_percent")
+    if r.get(f"{group}_suppressed") or value is None:
+        return fmt.small
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    denominator = r.get(f"{group}_denominator")
+    text = num(value) + (f" / {num(denominator)}" if denominator is not None else "")
+    return text + ("" if percent is None else f" ({percent:.1f}%)")
+
+
+def strata_table(results: dict[str, Any], fmt: Fmt) -> dict[str, Any]:
+    """Strata of the co-occurrence window's rows (both levels); every window is in results.json."""
+    params = results["parameters"]
+    rows_ = [r for r in (results.get("strata") or {}).get("cooccurrence") or [] if is_cooccurrence_window(r)]
+    body = [[r["abnormality"], DIRECTION_LABEL.get(r["direction"], r["direction"]), r["level"],
+             f"{r['stratum']} = {r['value']}", fmt.count(r, "numerator"), fmt.count(r, "denominator"), fmt.rate(r)]
+            for r in rows_]
+    return table(["abnormality", "direction", "level", "stratum", "numerator", "denominator", "prevalence (95% CI)"],
+                 body, numeric_from=4, caption=f"Co-occurrence window {window_label(rows_[0], params)}" if rows_ else "")
+
+
+def methods_paragraph(results: dict[str, Any], params: dict[str, Any]) -> str:
+    """A methods paragraph generated from the run's parameters, citing docs/definitions.md."""
+    t, w, a = params["thresholds"], params["windows"], params["analysis"]
+    s = results["statistics"]
+    return (
+        f"Laboratory results were converted to SI units and classified with strict thresholds: hypomagnesemia "
+        f"Mg < {plain(t['hypomagnesemia_mg_dl'])} mg/dL, hypokalemia K < {plain(t['hypokalemia_mmol_l'])} mmol/L, "
+        f"hyponatremia Na < {plain(t['hyponatremia_mmol_l'])} mmol/L, hypophosphatemia < "
+        f"{plain(t['hypophosphatemia_mg_dl'])} mg/dL and hypocalcemia ({a['hypocalcemia_definition']} calcium) "
+        f"< {plain(t['hypocalcemia_mg_dl'])} mg/dL (hypomag definitions, sections 2-3). A partner analyte counted "
+        f"as measured when a result of the same patient lay within ±{plain(w['cooccurrence_hours'])} h of the index "
+        f"result (same draw: the same specimen or within ±{plain(w['same_draw_hours'])} h), and as abnormal when one "
+        f"of those results was abnormal (section 4). Prevalences are reported per index result and per patient "
+        f"(each patient once, by the earliest index result with the partner measured), with {s['interval_label']} "
+        f"95% confidence intervals. Because patients contribute repeated results, result-level intervals were "
+        f"also computed with patients as clusters: a robust (sandwich) variance of the ratio estimator gave the "
+        f"design effect, and the {s['interval_label']} interval was recomputed at the effective sample size "
+        f"(results divided by the design effect, at least 1; Korn and Graubard 1998); comparisons with published "
+        f"figures used the exact binomial test and, clustered, a Rao-Scott corrected score test (section 8). "
+        f"Prevalence ratios of each abnormality for hypo- versus normomagnesemia were estimated at patient level "
+        f"by modified Poisson regression with robust errors, adjusted for age, sex and the drug classes exposed "
+        f"at the result, beside the crude ratio; prevalences were also standardised directly to the "
+        f"{(results.get('strata') or {}).get('standard_population', 'pooled')} age-sex population, stratified by "
+        f"calendar year, care unit, age band and sex, and recomputed over windows of "
+        f"{', '.join(f'{h:g}' for h in (results.get('sweep') or {}).get('windows_hours') or [])} h and a range of "
+        f"thresholds (sections 4 and 8). "
+        f"Cells with counts of 1 to {max(int(params['privacy']['min_cell_size']) - 1, 0)} were suppressed, with "
+        f"complementary suppression (section 7)."
+    )

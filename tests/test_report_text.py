@@ -212,3 +212,15 @@ def test_history_page_uses_the_report_styles_and_one_plotly(non_default):
         {"measure": "low Mg among hypokalemia", "rate": 0.5, "previous_ci_low": 0.1, "previous_ci_high": 0.2}]})])
     assert page.count("plotly.js v") == 1 and "Content-Security-Policy" in page and ".table-wrap" in page
     assert "2026-01-02/report.html" in page and "outside 10.0&ndash;20.0%" in page
+
+
+
+def test_charts_name_the_configured_interval_method(tmp_path):
+    from pipelines.config import Statistics
+
+    config = Config(privacy=Privacy(min_cell_size=0), statistics=Statistics("clopper-pearson"))
+    results = json.loads(json.dumps(build_results(make_db(tmp_path, labs=cohort(30), config=config), config)))
+    built = report_charts(report_view(results, {**MANIFEST, "parameters": results["parameters"]}, VALIDATION))
+    assert "observed (Clopper-Pearson 95% CI)" in figure_text(built, "chart-forest")
+    assert "Wilson" not in figure_text(built, "chart-forest")
+    assert "Clopper-Pearson 95%" in built["charts"]["forest"]["caption"]

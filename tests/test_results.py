@@ -33,7 +33,8 @@ def test_results_have_every_contract_key_and_row(tmp_path):
                                  "sensitivity", "audit", "exposures"]
     # additions (the contract may only grow): the report's other charts' data
     assert list(results)[8:] == ["testing_rate_references", "data_window", "attrition", "quarantine_reasons",
-                                 "mg_distribution"]
+                                 "mg_distribution", "statistics", "clustered", "strata", "table_one",
+                                 "demographics", "adjusted_ratios", "sweep"]
     assert list(results["audit"]) == ["overall", "by_month", "by_severity", "by_care_unit",  # v1, then additions
                                       "period", "spc", "funnel", "time_to_check", "reflex_simulation", "worklist"]
     assert {"episodes", "mg_checked", "rate", "ci_low", "ci_high", "low_mg_episodes", "mg_repleted",

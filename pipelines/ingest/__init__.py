@@ -24,6 +24,7 @@ from pipelines.ingest.common import (  # noqa: F401  (the package's public names
 from pipelines.ingest.generic import ingest_generic, ingest_inbox
 from pipelines.ingest.mimic_iv import ingest_mimic_iv
 from pipelines.ingest.omop import ingest_omop
+from pipelines.ingest.patients import load_patients
 
 
 def ingest(con: duckdb.DuckDBPyConnection, source: str, input_dir: Path, config,
@@ -33,9 +34,12 @@ def ingest(con: duckdb.DuckDBPyConnection, source: str, input_dir: Path, config,
     if incremental:
         return ingest_inbox(con, input_dir, config.columns, config)
     if source == "generic":
-        return ingest_generic(con, input_dir, config.columns, config)
-    if source == "mimic-iv":
-        return ingest_mimic_iv(con, input_dir, config)
-    if source == "omop":
-        return ingest_omop(con, input_dir, config)
-    raise ValueError(source)
+        loaded = ingest_generic(con, input_dir, config.columns, config)
+    elif source == "mimic-iv":
+        loaded = ingest_mimic_iv(con, input_dir, config)
+    elif source == "omop":
+        loaded = ingest_omop(con, input_dir, config)
+    else:
+        raise ValueError(source)
+    load_patients(con, source, input_dir, config)  # optional demographics: raw_patients, not a ledger input
+    return loaded

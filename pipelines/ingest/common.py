@@ -24,6 +24,9 @@ LAB_REQUIRED = ("patient_id", "collected_at", "analyte", "value", "unit")
 LAB_OPTIONAL = ("result_id", "specimen_id", "encounter_id", "fluid", "care_unit")
 MED_REQUIRED = ("patient_id", "start_at", "drug")
 MED_OPTIONAL = ("stop_at", "route", "atc_code", "rxnorm_code", "dose", "dose_unit", "encounter_id")
+# the optional demographics table (ingest/patients.py)
+PATIENT_REQUIRED = ("patient_id",)
+PATIENT_OPTIONAL = ("sex", "birth_year", "age_at_first_result", "anchor_age", "anchor_year")
 
 # The identifier guard (docs/definitions.md section 7) lives in identifiers.py: column-name terms, value patterns
 # (name -> (pattern, cheap condition)) and the numbers/times columns whose values are not scanned.
@@ -194,6 +197,7 @@ def create_raw_tables(con: duckdb.DuckDBPyConnection, keep: bool = False) -> Non
     for table, fields in (
         ("raw_labs", (*LAB_REQUIRED, *LAB_OPTIONAL)),
         ("raw_medications", (*MED_REQUIRED, *MED_OPTIONAL)),
+        ("raw_patients", (*PATIENT_REQUIRED, *PATIENT_OPTIONAL)),  # empty until ingest/patients.py reads one
     ):
         cols = ", ".join(f"{f} VARCHAR" for f in fields)
         con.execute(f"{create} {table} (row_id BIGINT, source_file VARCHAR, source_row BIGINT, {cols}, "

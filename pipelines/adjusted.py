@@ -1,0 +1,127 @@
+"""Adjusted prevalence ratios (docs/definitions.md section 8, Adjusted ratios; results.json `adjusted_ratios`).
+
+For each abnormality X, at patient level in the co-occurrence window: each patient once, by their
+first magnesium result that is hypo- or normomagnesemic and has X measured in the window (the order of
+the patient level, section 4). Outcome: X abnormal in the window; exposure: that result is
+hypomagnesemic. Modified Poisson regression (a Poisson GLM with robust, HC0 sandwich errors; Zou 2004),
+adjusted for age (per 10 years), sex and each drug class exposed at the result (analysis plan section 6);
+a covariate that does not vary is left out and named. Missing age or sex enter as an `unknown`
+indicator (age then 0 after centring), so no patient is dropped. The crude ratio of the same patients
+(Katz interval) is beside it. The patient rows are read into memory for the fit and never leave it.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from pipelines.stats import Z_95, is_small_cell, katz_ratio
+
+AGE_SCALE_YEARS = 10.0
+
+
+def patient_rows(con: duckdb.DuckDBPyConnection, abnormality: str) -> tuple[list[str], np.ndarray, np.ndarray,
+                                                                           dict[str, np.ndarray]]:
+    """(patient_ids, outcome, exposure, covariates) of one abnormality's patient-level data set."""
+    found = con.execute(
+        "WITH defs AS (SELECT d.abnormality, d.measured_bit, d.abnormal_bit FROM param_abnormality_definitions AS d "
+        "CROSS JOIN params AS p WHERE d.abnormality = ? AND (d.hypocalcemia_definition IS NULL "
+        "OR d.hypocalcemia_definition = p.hypocalcemia_definition)), "
+        "win AS (SELECT window_id FROM param_windows ORDER BY window_id DESC LIMIT 1), "
+        "eligible AS (SELECT iw.row_id, iw.patient_id, iw.index_class, iw.at_s, iw.result_id_num, iw.result_id, "
+        "(iw.partner_bits & d.abnormal_bit) <> 0 AS is_abnormal, row_number() OVER (PARTITION BY iw.patient_id "
+        "ORDER BY iw.at_s, iw.result_id_num, iw.result_id, iw.row_id) AS k "
+        "FROM int_index_windows AS iw JOIN win ON win.window_id = iw.window_id CROSS JOIN defs AS d "
+        "WHERE iw.index_class IN ('hypo', 'normo') AND (iw.partner_bits & d.measured_bit) <> 0) "
+        "SELECT e.row_id, e.patient_id, e.index_class = 'hypo' AS hypo, e.is_abnormal, "
+        "CAST(strftime(r.collected_at, '%Y') AS DOUBLE) - m.birth_year AS age, coalesce(m.sex, 'unknown') AS sex "
+        "FROM eligible AS e JOIN int_lab_results AS r ON r.row_id = e.row_id "
+        "LEFT JOIN mart_patient_demographics AS m ON m.patient_id = e.patient_id AND m.status = 'loaded' "
+        "WHERE e.k = 1 ORDER BY e.patient_id", [abnormality]).fetchall()
+    exposures = {}
+    for row_id, drug_class, exposed in con.execute(
+            "SELECT x.row_id, x.drug_class, x.is_exposed FROM int_mg_exposures AS x WHERE x.row_id IN "
+            "(SELECT unnest(?))", [[r[0] for r in found]]).fetchall():
+        exposures.setdefault(drug_class, {})[row_id] = bool(exposed)
+    ids = [r[1] for r in found]
+    outcome = np.array([1.0 if r[3] else 0.0 for r in found])
+    exposure = np.array([1.0 if r[2] else 0.0 for r in found])
+    ages = [r[4] if r[4] is not None and 0 <= r[4] <= 130 else None for r in found]
+    known = [a for a in ages if a is not None]
+    centre = sum(known) / len(known) if known else 0.0
+    covariates = {
+        "age_per_10_years": np.array([0.0 if a is None else (a - centre) / AGE_SCALE_YEARS for a in ages]),
+        "age_unknown": np.array([1.0 if a is None else 0.0 for a in ages]),
+        "sex_male": np.array([1.0 if r[5] == "male" else 0.0 for r in found]),
+        "sex_unknown": np.array([1.0 if r[5] not in ("male", "female") else 0.0 for r in found]),
+    }
+    for drug_class in sorted(exposures):
+        covariates[f"drug_{drug_class}"] = np.array([1.0 if exposures[drug_class].get(r[0]) else 0.0 for r in found])
+    return ids, outcome, exposure, covariates
+
+
+def modified_poisson(outcome: np.ndarray, exposure: np.ndarray,
+                     covariates: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Prevalence ratio of `exposure` from a Poisson GLM with robust (HC0) errors, adjusted for the
+    covariates that vary (the others are listed as dropped). Returns ratio, 95% interval, p-value,
+    convergence, and the covariates used and dropped."""
+    import statsmodels.api as sm  # only runs that fit a model pay for the import
+
+    used: list[str] = []
+    columns = [exposure]
+    for name, x in covariates.items():
+        # constant, or the same as the exposure or a covariate already in: no information of its own
+        if len(x) and np.ptp(x) > 0 and not any(np.array_equal(x, other) for other in columns):
+            used.append(name)
+            columns.append(x)
+    dropped = [name for name in covariates if name not in used]
+    X = np.column_stack([np.ones(len(outcome)), exposure, *(covariates[name] for name in used)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            fit = sm.GLM(outcome, X, family=sm.families.Poisson()).fit(cov_type="HC0", maxiter=100)
+        except Exception as exc:  # a singular design (e.g. a covariate equal to the exposure)
+            return {"ratio": None, "ci_low": None, "ci_high": None, "p_value": None, "converged": False,
+                    "covariates": used, "covariates_dropped": dropped, "note": f"not estimable: {exc}"}
+    beta, se = float(fit.params[1]), float(fit.bse[1])
+    converged = bool(fit.converged) and math.isfinite(beta) and math.isfinite(se)
+    if not converged or se <= 0:  # se 0: every patient has the outcome (or none), nothing to estimate
+        return {"ratio": None, "ci_low": None, "ci_high": None, "p_value": None, "converged": converged,
+                "covariates": used, "covariates_dropped": dropped,
+                "note": "did not converge" if not converged else "not estimable: no variation in the outcome"}
+    return {"ratio": math.exp(beta), "ci_low": math.exp(beta - Z_95 * se), "ci_high": math.exp(beta + Z_95 * se),
+            "p_value": float(fit.pvalues[1]), "converged": True, "covariates": used, "covariates_dropped": dropped,
+            "note": ""}
+
+
+def adjusted_ratio_rows(con: duckdb.DuckDBPyConnection, abnormalities: list[str], window: str,
+                        min_cell: int) -> list[dict[str, Any]]:
+    """One row per abnormality: n, events by group, crude and adjusted ratios; withheld (counts,
+    ratios) when a group's events or non-events are a small cell."""
+    out = []
+    for abnormality in abnormalities:
+        _, y, e, covariates = patient_rows(con, abnormality)
+        n1, a = int(e.sum()), int((y * e).sum())
+        n0, c = int(len(e) - n1), int((y * (1 - e)).sum())
+        row: dict[str, Any] = {"abnormality": abnormality, "window": window, "level": "patient",
+                               "exposure": "hypomagnesemia", "reference": "normomagnesemia", "model": "modified_poisson",
+                               "n": len(e), "events": a + c, "exposed": n1, "exposed_events": a,
+                               "unexposed": n0, "unexposed_events": c}
+        hidden = is_small_cell(a, n1, min_cell) or is_small_cell(c, n0, min_cell)
+        crude = (None, None, None) if hidden else katz_ratio(a, n1, c, n0)
+        fit = modified_poisson(y, e, covariates) if not hidden and n1 and n0 and (a + c) else {
+            "ratio": None, "ci_low": None, "ci_high": None, "p_value": None, "converged": False,
+            "covariates": [], "covariates_dropped": list(covariates), "note": "withheld" if hidden else "no data"}
+        row.update({"crude_ratio": crude[0], "crude_ci_low": crude[1], "crude_ci_high": crude[2],
+                    "adjusted_ratio": fit["ratio"], "adjusted_ci_low": fit["ci_low"],
+                    "adjusted_ci_high": fit["ci_high"], "adjusted_p_value": fit["p_value"],
+                    "converged": fit["converged"], "covariates": fit["covariates"],
+                    "covariates_dropped": fit["covariates_dropped"], "note": fit["note"], "suppressed": hidden})
+        if hidden:
+            for key in ("n", "events", "exposed", "exposed_events", "unexposed", "unexposed_events"):
+                row[key] = None
+        out.append(row)
+    return out

@@ -1,0 +1,139 @@
+-- mart_cooccurrence_strata: every co-occurrence row's counts by calendar year, care unit, age and sex
+-- (docs/definitions.md section 4, Strata). Grain: one row per abnormality x direction x window x level x
+-- stratum ('year', 'care_unit', 'age', 'sex' or 'age_sex') x stratum value found; rows without a value
+-- are absent (zero). An index result's stratum is its own: the year of its collection time, its care unit
+-- ('unknown' when it has none; 'other' for a unit shared by fewer than min_cell_size patients, as in
+-- mart_audit), the patient's age in whole years at it (collection year minus birth year; pipelines/epi.py
+-- groups ages into the configured bands) and sex (mart_patient_demographics; 'unknown' without a
+-- loaded patients row), and 'age|sex' for age-sex standardisation.
+-- The patient level counts each patient in the stratum of the row that counts them (their first index
+-- row, their first row with the partner measured), so the strata of every row sum to mart_cooccurrence's.
+with
+
+definitions as (
+    select d.definition_id, d.abnormality, d.measured_bit, d.abnormal_bit
+    from param_abnormality_definitions as d
+    cross join params as p
+    where d.hypocalcemia_definition is null or d.hypocalcemia_definition = p.hypocalcemia_definition
+),
+
+unit_patients as (
+    select care_unit, count(distinct patient_id) as patients
+    from int_lab_results
+    where care_unit is not null
+    group by care_unit
+),
+
+placed as (
+    select
+        iw.*,
+        strftime(r.collected_at, '%Y') as year_value,
+        case
+            when r.care_unit is null then 'unknown'
+            when u.patients >= p.min_cell_size then r.care_unit
+            else 'other'
+        end as unit_value,
+        coalesce(cast(cast(cast(strftime(r.collected_at, '%Y') as double) - d.birth_year as bigint) as varchar),
+            'unknown') as age_value,
+        coalesce(d.sex, 'unknown') as sex_value
+    from int_index_windows as iw
+    inner join int_lab_results as r on r.row_id = iw.row_id
+    left join unit_patients as u on u.care_unit = r.care_unit
+    left join mart_patient_demographics as d on d.patient_id = r.patient_id and d.status = 'loaded'
+    cross join params as p
+    where iw.index_class in ('hypo', 'normo', 'abnormal')
+),
+
+answered as (
+    -- the bit tests of mart_cooccurrence, per index row
+    select
+        case pl.index_class
+            when 'hypo' then 'abnormality_given_hypomg'
+            when 'normo' then 'abnormality_given_normomg'
+            else 'hypomg_given_abnormality'
+        end as direction,
+        d.abnormality,
+        pl.window_id,
+        pl.year_value,
+        pl.unit_value,
+        pl.age_value,
+        pl.sex_value,
+        case when pl.index_class = 'abnormal' then (pl.own_bits & d.abnormal_bit) <> 0 else true end as is_index,
+        case
+            when pl.index_class = 'abnormal'
+                then (pl.own_bits & d.abnormal_bit) <> 0 and (pl.partner_bits & b.mg_measured_bit) <> 0
+            else (pl.partner_bits & d.measured_bit) <> 0
+        end as is_measured,
+        case
+            when pl.index_class = 'abnormal' then (pl.partner_bits & b.hypomg_bit) <> 0
+            else (pl.partner_bits & d.abnormal_bit) <> 0
+        end as is_abnormal,
+        case
+            when pl.index_class = 'abnormal' then (pl.first_index_bits & d.abnormal_bit) <> 0
+            else pl.first_index_bits <> 0
+        end as is_first_index,
+        case
+            when pl.index_class = 'abnormal' then (pl.first_eligible_bits & d.abnormal_bit) <> 0
+            else (pl.first_eligible_bits & d.measured_bit) <> 0
+        end as is_first_measured
+    from placed as pl
+    cross join definitions as d
+    cross join param_bits as b
+),
+
+stratified as (
+    select direction, abnormality, window_id, 'year' as stratum, year_value as stratum_value,
+        is_index, is_measured, is_abnormal, is_first_index, is_first_measured
+    from answered
+    union all
+    select direction, abnormality, window_id, 'care_unit', unit_value,
+        is_index, is_measured, is_abnormal, is_first_index, is_first_measured
+    from answered
+    union all
+    select direction, abnormality, window_id, 'age', age_value,
+        is_index, is_measured, is_abnormal, is_first_index, is_first_measured
+    from answered
+    union all
+    select direction, abnormality, window_id, 'sex', sex_value,
+        is_index, is_measured, is_abnormal, is_first_index, is_first_measured
+    from answered
+    union all
+    select direction, abnormality, window_id, 'age_sex', age_value || '|' || sex_value,
+        is_index, is_measured, is_abnormal, is_first_index, is_first_measured
+    from answered
+),
+
+counted as (
+    select direction, abnormality, window_id, 'result' as level, stratum, stratum_value,
+        sum(case when is_index then 1 else 0 end) as index_count,
+        sum(case when is_measured then 1 else 0 end) as denominator,
+        sum(case when is_measured and is_abnormal then 1 else 0 end) as numerator
+    from stratified
+    group by direction, abnormality, window_id, stratum, stratum_value
+    union all
+    select direction, abnormality, window_id, 'patient', stratum, stratum_value,
+        sum(case when is_first_index then 1 else 0 end),
+        sum(case when is_first_measured then 1 else 0 end),
+        sum(case when is_first_measured and is_abnormal then 1 else 0 end)
+    from stratified
+    group by direction, abnormality, window_id, stratum, stratum_value
+),
+
+final as (
+    select
+        c.abnormality,
+        c.direction,
+        w.window_name,
+        c.level,
+        c.stratum,
+        c.stratum_value,
+        cast(c.numerator as bigint) as numerator,
+        cast(c.denominator as bigint) as denominator,
+        cast(c.index_count as bigint) as index_count
+    from counted as c
+    inner join param_windows as w on w.window_id = c.window_id
+    where c.index_count > 0 or c.denominator > 0
+)
+
+select abnormality, direction, window_name, level, stratum, stratum_value, numerator, denominator, index_count
+from final
