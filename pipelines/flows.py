@@ -37,6 +37,7 @@ from pipelines.publish import pause_point  # noqa: E402
 from pipelines.run_spec import RunSpec  # noqa: E402
 from pipelines.stages import STAGES, step_line  # noqa: E402
 from pipelines.steps import Run  # noqa: E402
+from pipelines.validate import warm_up  # noqa: E402
 
 LOG = logging.getLogger("hypomag")
 LOG.setLevel(logging.INFO)
@@ -191,6 +192,7 @@ def hypomag_pipeline(
     leaves its Prefect artifacts and events (pipelines/notify.py).
     """
     one_line_user_errors()
+    warm_up()  # GX imports in a thread while prepare and ingest run (a served run has no CLI to start it)
     spec = RunSpec(source=source, input_dir=input_dir, config_path=config_path, db_path=db_path, out_dir=out_dir,
                    incremental=incremental)
     run = Run.start(spec)

@@ -7,8 +7,9 @@ before the first task runs (benchmarks/startup.py). `hypomag run` instead launch
 very first thing, without importing Prefect, so it boots on the other core while the pipeline
 imports Prefect, Great Expectations and DuckDB; the flow then runs against it. One server per
 process, stopped at exit, and killed by the kernel when its parent dies, even by SIGKILL
-(Linux: PR_SET_PDEATHSIG), so no orphaned server outlives a killed run. With PREFECT_API_URL set
-(a real server, `hypomag serve`) nothing is started.
+(Linux: PR_SET_PDEATHSIG), so no orphaned server outlives a killed run. It starts nothing the run
+does not use: no UI, no telemetry, no automations, and its flow runs send no heartbeats. With
+PREFECT_API_URL set (a real server, `hypomag serve`) nothing is started.
 """
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ from typing import Iterator, Optional
 from pipelines.errors import EnvironmentFailure
 
 STARTUP_TIMEOUT_SECONDS = 120  # a fresh machine's first start migrates Prefect's database
+# Prefect's own settings for its temporary API (those SubprocessASGIServer sets), plus: no telemetry,
+# and no automations (the triggers and actions services): the API lives for one run, which uses
+# flow and task runs, logs, artifacts and events, never an automation.
+TEMPORARY_API_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false"}
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -65,8 +71,7 @@ class TemporaryApi:
         return f"http://127.0.0.1:{self.port}/api"
 
     def _launch(self) -> subprocess.Popen:
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-               "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        env = {**os.environ, **TEMPORARY_API_ENV}
         return subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
              "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
@@ -108,11 +113,17 @@ class TemporaryApi:
 
     @contextmanager
     def serving(self) -> Iterator[None]:
-        """Flows run in this block talk to this server."""
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        """Flows run in this block talk to this server, without flow-run heartbeats.
+
+        Heartbeats exist for a server's automations to mark runs that stopped reporting as crashed
+        (Prefect's "detect zombie flows"); this API lives and dies with the run and runs no
+        automations, and the heartbeat thread costs up to a second at the end of every flow run
+        (the engine joins it, and it sleeps in 1 s steps). Against a standing server they stay on.
+        """
+        from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
         self.wait()
-        with temporary_settings(updates={PREFECT_API_URL: self.url}):
+        with temporary_settings(updates={PREFECT_API_URL: self.url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield
 
     def stop(self) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from pipelines import models, steps
 from pipelines.run_spec import RunSpec
 from pipelines.steps import Run
-from pipelines.validate import blocking_failures
+from pipelines.validate import blocking_failures, warm_up
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,7 @@ def validate_only(spec: RunSpec) -> dict[str, Any]:
     blocking failure (later stages would check broken data); returns validation.json's content.
     """
     last = max(i for i, s in enumerate(STAGES) if s.validation)
+    warm_up()  # GX imports in a thread while prepare and ingest run
     with tempfile.TemporaryDirectory(prefix="hypomag-validate-") as tmp:
         scratch = replace(spec, db_path=Path(tmp) / "validate.duckdb", out_dir=Path(tmp) / "out", incremental=False)
         run = Run.start(scratch)

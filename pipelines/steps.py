@@ -21,16 +21,15 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
 
-from pipelines import analyse, exports, history, inbox, ingest, models
+from pipelines import exports, history, inbox, ingest, models
 from pipelines.config import Config, load_config
 from pipelines.db import connect, create_parameter_tables, rows
 from pipelines.errors import InputError, ValidationFailed
@@ -229,6 +228,8 @@ def flag_step(run: Run) -> Run:
 
 def analyse_step(run: Run) -> Run:
     """Marts, statistics, reference comparisons and small-cell suppression."""
+    from pipelines import analyse  # deferred: SciPy's statistics load when a run gets this far, not at start-up
+
     started = time.perf_counter()
     models.build_models(run.con, models.MART_MODELS)
     run.results = analyse.build_results(run.con, run.config)
@@ -250,25 +251,13 @@ def validate_step(run: Run, stage: str) -> Run:
 
 
 def check_stage(run: Run, stage: str) -> list[dict[str, Any]]:
-    """Run the Great Expectations suites of `stage` (their meta.stage) on the run's database and
-    keep their summaries for validation.json."""
+    """Run the Great Expectations suites of `stage` (their meta.stage) in the run's own DuckDB
+    session (no checkpoint, close or reopen) and keep their summaries for validation.json."""
     started = time.perf_counter()
-    with released(run) as db:
-        summaries = run_suites(db, stage, run.config)
+    summaries = run_suites(run.con, stage, run.config)
     timed(run, f"validate_{stage}", started)
     run.validation["suites"].extend(summaries)
     return summaries
-
-
-@contextmanager
-def released(run: Run) -> Iterator[Path]:
-    """GX cannot open a DuckDB file this process holds: close the run's connection meanwhile."""
-    run.con.execute("CHECKPOINT")
-    run.con.close()
-    try:
-        yield run.building_db
-    finally:
-        run.con = connect(run.building_db, run.config)
 
 
 def manifest(run: Run, finished_at: str) -> dict[str, Any]:

@@ -4,8 +4,9 @@ This module is the suite runner and its GX adapter only: which suites run after 
 stage table's (pipelines/stages.py). Each suite names its table and stage in its `meta` (the step
 it checks: ingest, normalise, analyse); each expectation is marked blocking or warning in its own
 `meta` (overridable with validation.make_blocking / make_warning). GX runs through its own SQL
-execution engine on the DuckDB file, so every check is a SQL query inside DuckDB and no table is
-copied into pandas.
+execution engine on the run's own DuckDB connection (the same session the steps build the tables
+in: nothing is checkpointed, closed or reopened for validation, and temporary tables are visible),
+so every check is a SQL query inside DuckDB and no table is copied into pandas.
 
 The adapter (why this module has an execution engine of its own): GX 1.24's
 `SqlAlchemyExecutionEngine.execute_query` returns a cursor result after its connection context
@@ -14,12 +15,14 @@ fails with "list index out of range" and every expectation is reported as failed
 issues #10738 and #11579; a native DuckDB engine is only an open PR, #12084). `_BufferedEngine`
 buffers the rows with SQLAlchemy's `Result.freeze()` while the connection is still open and
 hands GX an equivalent result; nothing else in GX changes, so the expectations keep GX's own
-semantics. It is pinned to the GX version it was tested on (tests/test_validate.py).
+semantics. It is pinned to the GX version it was tested on (tests/test_validate.py). The datasource
+borrows the run's connection through SQLAlchemy (a one-connection pool whose close leaves it open);
+GX's reads run in a transaction that the pool rolls back when it takes the connection back.
 """
 from __future__ import annotations
 
-import gc
 import json
+import threading
 from functools import lru_cache
 from importlib.metadata import version
 from itertools import count
@@ -51,9 +54,18 @@ def load_suites(stage: str | None = None) -> list[dict[str, Any]]:
     return chosen
 
 
-@lru_cache(maxsize=1)
 def _gx():
-    """Import GX once (2.5-5 s) and define the DuckDB adapter on first use."""
+    """GX, its ephemeral context and the DuckDB datasource class, once per process (see _load_gx);
+    waits for a warm-up under way instead of importing a second time."""
+    warming = _WARMING[0]
+    if warming is not None:
+        warming.join()
+    return _load_gx()
+
+
+@lru_cache(maxsize=1)
+def _load_gx():
+    """Import GX (2.5-5 s of one core) and define the DuckDB adapter."""
     import great_expectations as gx
     from great_expectations.datasource.fluent import SQLDatasource
     from great_expectations.execution_engine import SqlAlchemyExecutionEngine
@@ -75,19 +87,70 @@ def _gx():
             return frozen()
 
     class HypomagDuckDBDatasource(SQLDatasource):
-        """GX's SQL datasource on a DuckDB file, with the buffered execution engine."""
+        """GX's SQL datasource on DuckDB, with the buffered execution engine: on a DuckDB file
+        (connection_string duckdb:///path), or on an open connection lent by run_suites (BORROWED)."""
 
         type: Literal["hypomag_duckdb"] = "hypomag_duckdb"
         execution_engine_override: ClassVar[Optional[Type[SqlAlchemyExecutionEngine]]] = _BufferedEngine
+
+        def _create_engine(self):  # type: ignore[override]
+            if self.name in BORROWED:
+                return _borrowing_engine(BORROWED[self.name])
+            return super()._create_engine()
+
+        def get_execution_engine(self):  # type: ignore[override]
+            if self.name in BORROWED:  # GX would build a second engine from the connection string
+                if self._execution_engine is None:
+                    self._execution_engine = _BufferedEngine(engine=self.get_engine())
+                return self._execution_engine
+            return super().get_execution_engine()
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}
     return gx, context, HypomagDuckDBDatasource
 
 
+# datasource name -> the open DuckDB connection it validates (set by run_suites for one call)
+BORROWED: dict[str, Any] = {}
+
+
+def _borrowing_engine(con):
+    """A SQLAlchemy engine whose one connection is `con` itself (duckdb-engine's wrapper), never closed
+    by SQLAlchemy: GX queries the run's session, and the run keeps using it afterwards."""
+    import sqlalchemy as sa  # deferred with GX (_gx)
+    from duckdb_engine import ConnectionWrapper
+
+    class Lent(ConnectionWrapper):
+        def close(self) -> None:  # the run's connection: its owner closes it
+            pass
+
+    return sa.create_engine("duckdb:///:memory:", creator=lambda: Lent(con), poolclass=sa.pool.StaticPool)
+
+
+# the warm-up thread while it imports GX (warm_up), else None
+_WARMING: list[threading.Thread | None] = [None]
+
+
 def warm_up() -> None:
-    """Import GX and build its context now (a run calls this while Prefect's API boots)."""
-    _gx()
+    """Start importing GX and building its context in a thread, and return at once.
+
+    A run calls this before its flow starts: the import (2.5-5 s of Python) then proceeds while the
+    main thread waits for Prefect's API, for the flow's API calls and for DuckDB (which all release
+    the GIL), instead of after them. The first validation waits for it (_gx); an error is not
+    raised here but by that validation's own import, where it is reported as usual.
+    """
+    if _WARMING[0] is not None or _load_gx.cache_info().currsize:
+        return
+
+    def load() -> None:
+        try:
+            _load_gx()
+        except BaseException:  # noqa: BLE001 - the validation's own _gx() call raises it again
+            pass
+
+    thread = threading.Thread(target=load, name="hypomag-gx-import", daemon=True)
+    _WARMING[0] = thread
+    thread.start()
 
 
 def _is_blocking(expectation: dict[str, Any], config) -> bool:
@@ -131,15 +194,31 @@ def _safe_example(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_suites(db_path: Path, stage: str, config) -> list[dict[str, Any]]:
-    """Run one stage's suites on a DuckDB file (no other connection may hold it) and summarise."""
+def run_suites(db, stage: str, config) -> list[dict[str, Any]]:
+    """Run one stage's suites and summarise them.
+
+    `db` is the run's open DuckDB connection (the run's own session, its limits already set), or a
+    DuckDB file that no other connection holds (tests, benchmarks), opened with the config's limits
+    so that large tables spill instead of growing.
+    """
+    if isinstance(db, (str, Path)):
+        import duckdb  # deferred: only a file needs a connection of its own
+
+        con = duckdb.connect(str(db), config={"memory_limit": config.engine.memory_limit,
+                                              "threads": config.engine.threads})
+        try:
+            return run_suites(con, stage, config)
+        finally:
+            con.close()
     gx, context, _ = _gx()
     summaries = []
     name = f"hypomag_{next(_names)}"
-    # the run's DuckDB limits apply to GX's connections too, so large tables spill instead of growing
-    duckdb_config = {"memory_limit": config.engine.memory_limit, "threads": config.engine.threads}
-    datasource = context.data_sources.add_hypomag_duckdb(
-        name=name, connection_string=f"duckdb:///{db_path}", kwargs={"connect_args": {"config": duckdb_config}})
+    BORROWED[name] = db
+    try:
+        datasource = context.data_sources.add_hypomag_duckdb(name=name, connection_string="duckdb:///:memory:")
+    except BaseException:
+        BORROWED.pop(name, None)
+        raise
     engine = datasource.get_execution_engine()
     try:
         for suite_doc in load_suites(stage):
@@ -177,14 +256,13 @@ def run_suites(db_path: Path, stage: str, config) -> list[dict[str, Any]]:
                 })
             summaries.append({"suite": suite_doc["name"], "table": table, "stage": stage, "expectations": rows})
     finally:
-        # Release the DuckDB file: GX keeps one connection open, the pool may hold more.
+        # Give the connection back: the pool's reset rolls GX's read transaction back; nothing is closed.
         if engine._connection is not None:
             engine._connection.close()
             engine._connection = None
         engine.engine.dispose()
-        datasource.get_engine().dispose()
         context.data_sources.delete(name)
-        gc.collect()
+        BORROWED.pop(name, None)
     return summaries
 
 

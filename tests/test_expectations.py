@@ -84,9 +84,6 @@ FAILING_CASES: dict[str, tuple[str, str]] = {
     "exposures_hypomg_le_mg_results": (
         "mart_exposures", "UPDATE mart_exposures SET exposed_hypomg = exposed_mg_results + 1 "
                           "WHERE drug_class = 'mg_supplement'"),
-    "exposures_every_mg_result_once": (
-        "mart_exposures", "UPDATE mart_exposures SET exposed_mg_results = exposed_mg_results + 1 "
-                          "WHERE drug_class = 'mg_supplement'"),
     "rates_numerator_le_denominator": (
         "res_proportions", "UPDATE res_proportions SET numerator = 5, denominator = 4, prevalence = NULL, "
                            "ci_low = NULL, ci_high = NULL WHERE rowid = 0"),
@@ -247,3 +244,28 @@ def test_flags_are_the_thresholds_strictly(tmp_path):
     assert con.execute("SELECT patient_id, is_hypomagnesemia, is_hypokalemia FROM int_lab_flags "
                        "ORDER BY patient_id").fetchall() == [
         ("a", False, False), ("b", True, False), ("c", False, False), ("d", False, True), ("e", False, True)]
+
+
+def test_every_magnesium_result_is_counted_once_in_every_drug_class(tmp_path):
+    """int_mg_exposures is (magnesium results) x (drug classes) by construction (a cross join filtered
+    back to the results), so exposed + unexposed is the number of magnesium results in every class;
+    this replaces an expectation that re-counted int_lab_flags on every run (docs/performance.md)."""
+    con = make_db(tmp_path, labs=[
+        lab("p1", T, "MG", "1.5", "mg/dL"),       # two overlapping furosemide orders: exposed once
+        lab("p2", T, "MG", "2.0", "mg/dL"),       # an order starting exactly at T: exposed
+        lab("p3", T, "MG", "2.0", "mg/dL"),       # no order: unexposed in every class
+        lab("p4", T, "MG", "1.5", "mg/dL"),       # exposed at T ...
+        lab("p4", LATER, "MG", "2.0", "mg/dL"),   # ... not at T + 4 h (the order stopped at T + 1 h)
+    ], meds=[
+        med("p1", "2024-03-01 06:00", "Furosemide", stop="2024-03-01 10:00"),
+        med("p1", "2024-03-01 07:00", "Furosemide", stop="2024-03-01 09:00"),
+        med("p2", T, "Furosemide", stop="2024-03-01 09:00"),
+        med("p4", "2024-03-01 07:00", "Furosemide", stop="2024-03-01 09:00"),
+    ])
+    classes = con.execute("SELECT count(DISTINCT drug_class) FROM ref_drug_classes").fetchone()[0]
+    assert con.execute("SELECT count(*), count(DISTINCT (row_id, drug_class)) FROM int_mg_exposures").fetchone() == (
+        5 * classes, 5 * classes)
+    totals = con.execute("SELECT DISTINCT exposed_mg_results + unexposed_mg_results FROM mart_exposures").fetchall()
+    assert totals == [(5,)]
+    assert con.execute("SELECT exposed_mg_results, exposed_hypomg, unexposed_mg_results, unexposed_hypomg "
+                       "FROM mart_exposures WHERE drug_class = 'loop_diuretic'").fetchone() == (3, 2, 2, 0)

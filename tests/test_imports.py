@@ -27,6 +27,7 @@ DEFERRED = {
     ("pipelines.cli", "pipelines.deploy"): "Prefect: only `hypomag serve` needs it",
     ("pipelines.cli", "pipelines.generate"): "NumPy and Polars: only `hypomag generate` needs them",
     ("pipelines.cli", "pipelines.inbox"): "DuckDB: only `hypomag validate --incremental` needs it",
+    ("pipelines.steps", "pipelines.analyse"): "SciPy's statistics: only a run that reaches the analyse step needs them",
 }
 
 
@@ -162,6 +163,22 @@ def test_no_import_inside_a_function_dodges_a_cycle():
         assert "# deferred" in text, f"{name}: the import of {target} says why it is deferred ({text.strip()!r})"
     cycle = find_cycle(import_graph(include_functions=True))
     assert cycle is None, "import cycle through a function-level import: " + " -> ".join(cycle)
+
+
+@pytest.mark.parametrize("module,allowed", [
+    ("pipelines.cli", ()),  # `hypomag run` launches Prefect's temporary API right after this import
+    ("pipelines.flows", ("prefect", "duckdb")),  # the flow's module: GX imports in a thread, SciPy at analyse
+])
+def test_a_run_imports_heavy_libraries_only_when_a_step_needs_them(module, allowed):
+    """docs/performance.md (fixed cost): neither module loads GX, SciPy's statistics, pandas, Polars,
+    statsmodels or plotly's figures; only the flow's module loads Prefect and DuckDB."""
+    heavy = ("prefect", "great_expectations", "duckdb", "scipy.stats", "pandas", "polars", "statsmodels",
+             "plotly.graph_objs", "sqlalchemy", "openpyxl", "xlsxwriter")
+    code = f"import sys, {module}; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = [m for m in proc.stdout.strip().split(",") if m]
+    assert loaded == list(allowed)
 
 
 def test_validate_sits_below_steps():

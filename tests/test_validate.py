@@ -81,6 +81,29 @@ def test_clean_load_passes_every_suite(tmp_path):
     assert failed == set()
 
 
+def test_suites_run_in_the_runs_own_session_and_leave_it_open_and_writable(tmp_path):
+    """The run's connection is lent to GX: a temporary table of that session is what GX checks (no
+    other connection could see it), and afterwards the session is open, outside any transaction,
+    and what it writes is kept."""
+    db = build_file_db(tmp_path, good_labs())
+    con = duckdb.connect(str(db))
+    try:
+        # in this session only, int_lab_results has no magnesium (a temporary table shadows the file's)
+        con.execute("CREATE TEMP TABLE int_lab_results AS SELECT * FROM main.int_lab_results WHERE analyte <> 'MG'")
+        first = {e["id"]: e["success"] for s in run_suites(con, "normalise", Config()) for e in s["expectations"]}
+        assert first["results_has_magnesium"] is False
+        con.execute("DROP TABLE temp.int_lab_results")
+        second = {e["id"]: e["success"] for s in run_suites(con, "normalise", Config()) for e in s["expectations"]}
+        assert all(second.values()), second
+        con.execute("BEGIN")  # raises if GX left a transaction open
+        con.execute("CREATE TABLE written_after_validation AS SELECT 42 AS answer")
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    with duckdb.connect(str(db), read_only=True) as again:
+        assert again.execute("SELECT answer FROM written_after_validation").fetchall() == [(42,)]
+
+
 def test_a_broken_mart_invariant_blocks_and_examples_hide_patients(tmp_path):
     db = build_file_db(tmp_path, good_labs())
     with duckdb.connect(str(db)) as con:  # a numerator above its denominator, an interval beside its rate
