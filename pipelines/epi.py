@@ -210,12 +210,14 @@ def standard_weights(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str
         for r in rows(con, "WITH first AS (SELECT patient_id, min(collected_at) AS first_at FROM int_lab_results "
                            "GROUP BY patient_id) SELECT CAST(strftime(f.first_at, '%Y') AS DOUBLE) - d.birth_year AS age, "
                            "d.sex, count(*) AS patients FROM first AS f JOIN mart_patient_demographics AS d "
-                           "ON d.patient_id = f.patient_id AND d.status = 'loaded' GROUP BY ALL"):
+                           "ON d.patient_id = f.patient_id AND d.status = 'loaded' GROUP BY ALL ORDER BY ALL"):
             band = age_band(r["age"], bands)
             if band != "unknown" and r["sex"] in ("female", "male"):
                 raw[f"{band}|{r['sex']}"] = raw.get(f"{band}|{r['sex']}", 0.0) + r["patients"]
-    total = sum(raw.values())
-    return {k: v / total for k, v in raw.items()} if total > 0 else {}
+    # in key order, so the floating-point sums of the weights (and of the standardised prevalence) are the
+    # same on every run whatever order the engine returned the strata in
+    total = sum(raw[k] for k in sorted(raw))
+    return {k: raw[k] / total for k in sorted(raw)} if total > 0 else {}
 
 
 def standardised_row(r: dict[str, Any], counts: dict[tuple, dict[str, Any]], weights: dict[str, float],
