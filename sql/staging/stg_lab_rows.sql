@@ -108,30 +108,15 @@ mapped as (
     left join ref_fluids as f on coalesce(f.fluid, '') = s.fluid_key
 ),
 
-time_candidates as (
-    -- the common shape first: a time that formats back to its own text (with a space for the T) is
-    -- exactly `YYYY-MM-DD HH:MM:SS` and valid; anything else goes to the grammar below
-    select
-        m.*,
-        replace(m.collected_at_text, 'T', ' ') as spaced_time_text,
-        try_strptime(replace(m.collected_at_text, 'T', ' '), '%Y-%m-%d %H:%M:%S') as common_time
-    from mapped as m
-),
-
 parsed as (
     select
         m.*,
         case
-            when strftime(m.common_time, '%Y-%m-%d %H:%M:%S') = m.spaced_time_text then m.common_time
             when regexp_matches(m.collected_at_text, '^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?$')
-                then try_cast(m.spaced_time_text as timestamp)
+                then try_cast(replace(m.collected_at_text, 'T', ' ') as timestamp)
         end as collected_at,
-        case
-            when left(m.value_text, 1) in ('<', '>') and substr(m.value_text, 2, 1) = '=' then left(m.value_text, 2)
-            when left(m.value_text, 1) in ('<', '>') then left(m.value_text, 1)
-            when m.value_text is not null then ''
-        end as censor_sign
-    from time_candidates as m
+        regexp_extract(m.value_text, '^(<=|>=|<|>)', 1) as censor_sign
+    from mapped as m
 ),
 
 number_texts as (
@@ -221,29 +206,54 @@ first_fault as (
             when c.factor is null then 'unknown_unit'
             when not (c.value_canonical >= c.plausible_low and c.value_canonical <= c.plausible_high)
                 then 'implausible_value'
-        end as fault
+        end as fault,
+        -- the plan's duplicate key, hashed once (used only for rows that are otherwise valid)
+        hash(c.patient_id, c.analyte, c.collected_at, c.value_num, c.unit_key, coalesce(c.specimen_id, ''))
+            as duplicate_key_hash
     from corrected as c
 ),
 
-validated as (
-    select f.*, f.in_scope and f.fault is null and not f.is_superseded as is_valid
-    from first_fault as f
+repeated_hashes as (
+    -- valid rows that may repeat an earlier one (the plan's duplicate key), found by a hash of the
+    -- key first: grouping 100M rows by one number stays in memory where grouping by six text and
+    -- time columns spills; only rows whose hash repeats are compared on the key itself. Both CTEs
+    -- read first_fault directly (a shared CTE in between would be materialized once more).
+    select duplicate_key_hash
+    from first_fault
+    where in_scope and fault is null and not is_superseded
+    group by duplicate_key_hash
+    having count(*) > 1
+),
+
+suspects as (
+    select row_id, patient_id, analyte, collected_at, value_num, unit_key, coalesce(specimen_id, '') as specimen_key
+    from first_fault
+    where in_scope and fault is null and not is_superseded
+        and duplicate_key_hash in (select duplicate_key_hash from repeated_hashes)
+),
+
+first_copies as (
+    select patient_id, analyte, collected_at, value_num, unit_key, specimen_key, min(row_id) as first_row_id
+    from suspects
+    group by patient_id, analyte, collected_at, value_num, unit_key, specimen_key
+    having count(*) > 1
+),
+
+duplicates as (
+    select s.row_id
+    from suspects as s
+    join first_copies as f
+        on f.patient_id = s.patient_id and f.analyte = s.analyte and f.collected_at = s.collected_at
+        and f.value_num = s.value_num and f.unit_key = s.unit_key and f.specimen_key = s.specimen_key
+    where s.row_id > f.first_row_id
 ),
 
 deduplicated as (
-    -- the plan's duplicate key: a valid row repeating an earlier valid row's key is a copy; one
-    -- window aggregate partitioned by the key (every row read once, nothing joined back)
     select
         f.*,
-        case
-            when f.is_valid
-                and f.row_id > min(case when f.is_valid then f.row_id end) over (
-                    partition by f.patient_id, f.analyte, f.collected_at, f.value_num, f.unit_key,
-                        coalesce(f.specimen_id, ''))
-                then 2
-            else 1
-        end as copy_number
-    from validated as f
+        case when d.row_id is not null then 2 else 1 end as copy_number
+    from first_fault as f
+    left join duplicates as d on d.row_id = f.row_id
 ),
 
 final as (
