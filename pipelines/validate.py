@@ -101,7 +101,10 @@ def _load_gx():
         def get_execution_engine(self):  # type: ignore[override]
             if self.name in BORROWED:  # GX would build a second engine from the connection string
                 if self._execution_engine is None:
-                    self._execution_engine = _BufferedEngine(engine=self.get_engine())
+                    # the datasource's create_temp_table (False): without it the engine copies every
+                    # validated table into a temporary table first (20 s of 25 s at 10M rows)
+                    self._execution_engine = _BufferedEngine(engine=self.get_engine(),
+                                                             create_temp_table=self.create_temp_table)
                 return self._execution_engine
             return super().get_execution_engine()
 

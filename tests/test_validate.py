@@ -104,6 +104,19 @@ def test_suites_run_in_the_runs_own_session_and_leave_it_open_and_writable(tmp_p
         assert again.execute("SELECT answer FROM written_after_validation").fetchall() == [(42,)]
 
 
+
+def test_validation_queries_the_tables_without_copying_them(tmp_path):
+    """GX's SQL engine copies a whole table into a temporary table before checking it unless told not
+    to; on the run's session such copies would stay visible, and they cost most of the validation time."""
+    db = build_file_db(tmp_path, good_labs())
+    con = duckdb.connect(str(db))
+    try:
+        run_suites(con, "normalise", Config())
+        copies = con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
+    finally:
+        con.close()
+    assert copies == []
+
 def test_a_broken_mart_invariant_blocks_and_examples_hide_patients(tmp_path):
     db = build_file_db(tmp_path, good_labs())
     with duckdb.connect(str(db)) as con:  # a numerator above its denominator, an interval beside its rate
