@@ -79,10 +79,14 @@ def modified_poisson(outcome: np.ndarray, exposure: np.ndarray,
             columns.append(x)
     dropped = [name for name in covariates if name not in used]
     X = np.column_stack([np.ones(len(outcome)), exposure, *(covariates[name] for name in used)])
+    # patients with the same outcome and covariates are one row weighted by their number: the same
+    # estimates and HC0 errors (to rounding), at the cost of the distinct patterns, not the patients
+    patterns, counts = np.unique(np.column_stack([outcome, X]), axis=0, return_counts=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            fit = sm.GLM(outcome, X, family=sm.families.Poisson()).fit(cov_type="HC0", maxiter=100)
+            fit = sm.GLM(patterns[:, 0], patterns[:, 1:], family=sm.families.Poisson(),
+                         freq_weights=counts.astype(float)).fit(cov_type="HC0", maxiter=100)
         except Exception as exc:  # a singular design (e.g. a covariate equal to the exposure)
             return {"ratio": None, "ci_low": None, "ci_high": None, "p_value": None, "converged": False,
                     "covariates": used, "covariates_dropped": dropped, "note": f"not estimable: {exc}"}
