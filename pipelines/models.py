@@ -37,6 +37,7 @@ FLAG_MODELS: tuple[str, ...] = (
     "intermediate/int_result_bits",
     "intermediate/int_index_windows",
     "intermediate/int_index_patterns",
+    "intermediate/int_index_answers",
     "intermediate/int_medication_classes",
     "intermediate/int_mg_exposures",
     "intermediate/int_hypokalemia_episodes",
@@ -62,6 +63,7 @@ BUILD_ORDER: tuple[str, ...] = NORMALISE_MODELS + FLAG_MODELS + MART_MODELS
 VIEWS: frozenset[str] = frozenset({
     "intermediate/int_lab_flags",
     "intermediate/int_result_bits",
+    "intermediate/int_index_answers",
 })
 
 

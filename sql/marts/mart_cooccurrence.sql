@@ -11,65 +11,22 @@
 --     mg_tested_fraction (share of index results, or patients, with magnesium measured).
 --   result level: every index result; patient level: each patient once, by the earliest index
 --     result with the partner measured (ties: smallest result id, numerically if all numeric).
--- Counted from int_index_patterns (index rows grouped by their flag bits) at the configured
--- hypocalcemia definition: a definition's question is a test of its bits (measured_bit, abnormal_bit).
+-- Counted from int_index_answers (each index row's answers at the configured hypocalcemia definition).
 with
-
-definitions as (
-    select d.definition_id, d.abnormality, d.measured_bit, d.abnormal_bit
-    from param_abnormality_definitions as d
-    cross join params as p
-    where d.hypocalcemia_definition is null or d.hypocalcemia_definition = p.hypocalcemia_definition
-),
-
-answered as (
-    -- each pattern's answer to each definition's question; `own` = the index row's own definition bit
-    select
-        case pt.index_class
-            when 'hypo' then 'abnormality_given_hypomg'
-            when 'normo' then 'abnormality_given_normomg'
-            else 'hypomg_given_abnormality'
-        end as direction,
-        d.abnormality,
-        pt.window_id,
-        pt.row_count,
-        case when pt.index_class = 'abnormal' then (pt.own_bits & d.abnormal_bit) <> 0 else true end as is_index,
-        case
-            when pt.index_class = 'abnormal'
-                then (pt.own_bits & d.abnormal_bit) <> 0 and (pt.partner_bits & b.mg_measured_bit) <> 0
-            else (pt.partner_bits & d.measured_bit) <> 0
-        end as is_measured,
-        case
-            when pt.index_class = 'abnormal' then (pt.partner_bits & b.hypomg_bit) <> 0
-            else (pt.partner_bits & d.abnormal_bit) <> 0
-        end as is_abnormal,
-        case
-            when pt.index_class = 'abnormal' then (pt.first_index_bits & d.abnormal_bit) <> 0
-            else pt.first_index_bits <> 0
-        end as is_first_index,
-        case
-            when pt.index_class = 'abnormal' then (pt.first_eligible_bits & d.abnormal_bit) <> 0
-            else (pt.first_eligible_bits & d.measured_bit) <> 0
-        end as is_first_measured
-    from int_index_patterns as pt
-    cross join definitions as d
-    cross join param_bits as b
-    where pt.index_class in ('hypo', 'normo', 'abnormal')
-),
 
 counted as (
     select direction, abnormality, window_id, 'result' as level,
-        sum(case when is_index then row_count else 0 end) as index_count,
-        sum(case when is_measured then row_count else 0 end) as denominator,
-        sum(case when is_measured and is_abnormal then row_count else 0 end) as numerator
-    from answered
+        sum(case when is_index then 1 else 0 end) as index_count,
+        sum(case when is_measured then 1 else 0 end) as denominator,
+        sum(case when is_measured and is_abnormal then 1 else 0 end) as numerator
+    from int_index_answers
     group by direction, abnormality, window_id
     union all
     select direction, abnormality, window_id, 'patient',
-        sum(case when is_first_index then row_count else 0 end),
-        sum(case when is_first_measured then row_count else 0 end),
-        sum(case when is_first_measured and is_abnormal then row_count else 0 end)
-    from answered
+        sum(case when is_first_index then 1 else 0 end),
+        sum(case when is_first_measured then 1 else 0 end),
+        sum(case when is_first_measured and is_abnormal then 1 else 0 end)
+    from int_index_answers
     group by direction, abnormality, window_id
 ),
 

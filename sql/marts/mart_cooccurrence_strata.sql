@@ -10,13 +10,6 @@
 -- row, their first row with the partner measured), so the strata of every row sum to mart_cooccurrence's.
 with
 
-definitions as (
-    select d.definition_id, d.abnormality, d.measured_bit, d.abnormal_bit
-    from param_abnormality_definitions as d
-    cross join params as p
-    where d.hypocalcemia_definition is null or d.hypocalcemia_definition = p.hypocalcemia_definition
-),
-
 unit_patients as (
     select care_unit, count(distinct patient_id) as patients
     from int_lab_results
@@ -24,9 +17,10 @@ unit_patients as (
     group by care_unit
 ),
 
-placed as (
+strata as (
+    -- each index result's own strata
     select
-        iw.*,
+        r.row_id,
         strftime(r.collected_at, '%Y') as year_value,
         case
             when r.care_unit is null then 'unknown'
@@ -36,49 +30,16 @@ placed as (
         coalesce(cast(cast(cast(strftime(r.collected_at, '%Y') as double) - d.birth_year as bigint) as varchar),
             'unknown') as age_value,
         coalesce(d.sex, 'unknown') as sex_value
-    from int_index_windows as iw
-    inner join int_lab_results as r on r.row_id = iw.row_id
+    from int_lab_results as r
     left join unit_patients as u on u.care_unit = r.care_unit
     left join mart_patient_demographics as d on d.patient_id = r.patient_id and d.status = 'loaded'
     cross join params as p
-    where iw.index_class in ('hypo', 'normo', 'abnormal')
 ),
 
 answered as (
-    -- the bit tests of mart_cooccurrence, per index row
-    select
-        case pl.index_class
-            when 'hypo' then 'abnormality_given_hypomg'
-            when 'normo' then 'abnormality_given_normomg'
-            else 'hypomg_given_abnormality'
-        end as direction,
-        d.abnormality,
-        pl.window_id,
-        pl.year_value,
-        pl.unit_value,
-        pl.age_value,
-        pl.sex_value,
-        case when pl.index_class = 'abnormal' then (pl.own_bits & d.abnormal_bit) <> 0 else true end as is_index,
-        case
-            when pl.index_class = 'abnormal'
-                then (pl.own_bits & d.abnormal_bit) <> 0 and (pl.partner_bits & b.mg_measured_bit) <> 0
-            else (pl.partner_bits & d.measured_bit) <> 0
-        end as is_measured,
-        case
-            when pl.index_class = 'abnormal' then (pl.partner_bits & b.hypomg_bit) <> 0
-            else (pl.partner_bits & d.abnormal_bit) <> 0
-        end as is_abnormal,
-        case
-            when pl.index_class = 'abnormal' then (pl.first_index_bits & d.abnormal_bit) <> 0
-            else pl.first_index_bits <> 0
-        end as is_first_index,
-        case
-            when pl.index_class = 'abnormal' then (pl.first_eligible_bits & d.abnormal_bit) <> 0
-            else (pl.first_eligible_bits & d.measured_bit) <> 0
-        end as is_first_measured
-    from placed as pl
-    cross join definitions as d
-    cross join param_bits as b
+    select a.*, s.year_value, s.unit_value, s.age_value, s.sex_value
+    from int_index_answers as a
+    inner join strata as s on s.row_id = a.row_id
 ),
 
 stratified as (
