@@ -416,10 +416,16 @@ def _threshold_problems(config: Config) -> Problems:
     grid = config.analysis.sensitivity_mg_thresholds_mg_dl
     if not grid:
         problems.append(("analysis.sensitivity_mg_thresholds_mg_dl", "must list at least one threshold"))
-    for i, value in enumerate(grid):
-        problems += _in_range(f"analysis.sensitivity_mg_thresholds_mg_dl[{i}]", value, "MG", "mg/dl")
-    if len(set(grid)) != len(grid):
-        problems.append(("analysis.sensitivity_mg_thresholds_mg_dl", "lists a threshold twice"))
+    return problems + _threshold_list_problems("analysis.sensitivity_mg_thresholds_mg_dl", grid, "MG", "mg/dl")
+
+
+def _threshold_list_problems(key: str, values, analyte: str, unit: str) -> Problems:
+    """Each threshold of a list inside the analyte's plausible range (in `unit`), none listed twice."""
+    problems: Problems = []
+    for i, value in enumerate(values):
+        problems += _in_range(f"{key}[{i}]", value, analyte, unit)
+    if len(set(values)) != len(values):
+        problems.append((key, "lists a threshold twice"))
     return problems
 
 
@@ -591,12 +597,8 @@ def _audit_problems(config: Config) -> Problems:
                 problems.append((f"audit.{name}", f"not an ISO date (YYYY-MM-DD): {value!r}"))
     if len(dates) == 2 and dates["baseline_start"] > dates["baseline_end"]:
         problems.append(("audit.baseline_end", "must not be before audit.baseline_start"))
-    thresholds = a.reflex_k_thresholds_mmol_l
-    for i, value in enumerate(thresholds):
-        problems += _in_range(f"audit.reflex_k_thresholds_mmol_l[{i}]", value, "K", "mmol/l")
-    if len(set(thresholds)) != len(thresholds):
-        problems.append(("audit.reflex_k_thresholds_mmol_l", "lists a threshold twice"))
-    return problems
+    return problems + _threshold_list_problems("audit.reflex_k_thresholds_mmol_l", a.reflex_k_thresholds_mmol_l,
+                                               "K", "mmol/l")
 
 
 def _statistics_problems(config: Config) -> Problems:

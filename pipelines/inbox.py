@@ -40,7 +40,7 @@ from pipelines.db import connect, create_parameter_tables
 from pipelines.errors import InputError, ValidationFailed
 from pipelines.ingest.common import (LAB_OPTIONAL, LAB_REQUIRED, MED_OPTIONAL, MED_REQUIRED, InputFile,
                                      create_raw_tables, load_table, record_loaded, sha256_of)
-from pipelines.validate import load_suites
+from pipelines.validate import is_blocking, load_suites
 
 LOG = logging.getLogger("hypomag")
 
@@ -263,7 +263,7 @@ def _expectation_problem(con: duckdb.DuckDBPyConnection, kind: InboxTable, confi
             continue
         for e in suite["expectations"]:
             ident = e["meta"]["id"]
-            if ident not in FILE_LEVEL_EXPECTATIONS or not _blocking(e, config):
+            if ident not in FILE_LEVEL_EXPECTATIONS or not is_blocking(e, config):
                 continue
             query = e["kwargs"]["unexpected_rows_query"].replace("{batch}", kind.staging)
             if con.execute(f"SELECT count(*) FROM ({query}) AS unexpected").fetchone()[0] == 0:
@@ -274,15 +274,6 @@ def _expectation_problem(con: duckdb.DuckDBPyConnection, kind: InboxTable, confi
                                               f"ORDER BY source_row LIMIT {EXAMPLE_ROWS}").fetchall()]
             return refuse(ident, e["meta"].get("description", ident).split(":")[0], [f"row {r}" for r in rows])
     return None
-
-
-def _blocking(expectation: dict[str, Any], config: Config) -> bool:
-    ident = expectation["meta"]["id"]
-    if ident in config.validation.make_blocking:
-        return True
-    if ident in config.validation.make_warning:
-        return False
-    return bool(expectation["meta"].get("blocking", False))
 
 
 def _quarantine_figure(con: duckdb.DuckDBPyConnection, kind: InboxTable, config: Config) -> tuple[str, list[str]]:

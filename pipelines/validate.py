@@ -156,7 +156,9 @@ def warm_up() -> None:
     thread.start()
 
 
-def _is_blocking(expectation: dict[str, Any], config) -> bool:
+def is_blocking(expectation: dict[str, Any], config) -> bool:
+    """An expectation blocks when its suite says so, unless the config's validation.make_warning /
+    make_blocking lists its id (the run's validation and the inbox's file checks both ask here)."""
     ident = expectation["meta"]["id"]
     if ident in config.validation.make_blocking:
         return True
@@ -252,7 +254,7 @@ def run_suites(db, stage: str, config) -> list[dict[str, Any]]:
                     "column": kw.get("column") or ",".join(kw.get("column_list", [])) or
                     ",".join(c for c in (kw.get("column_A"), kw.get("column_B")) if c) or None,
                     "success": bool(r.success),
-                    "blocking": _is_blocking(e, config),
+                    "blocking": is_blocking(e, config),
                     "unexpected_count": unexpected,
                     "examples": [] if r.success else _examples(engine, suite_doc, e, result),
                     "error": error,
