@@ -23,52 +23,63 @@ from pipelines.stats import Z_95, is_small_cell, katz_ratio
 AGE_SCALE_YEARS = 10.0
 
 
-def patient_rows(con: duckdb.DuckDBPyConnection, abnormality: str) -> tuple[list[str], np.ndarray, np.ndarray,
-                                                                           dict[str, np.ndarray]]:
-    """(patient_ids, outcome, exposure, covariates) of one abnormality's patient-level data set."""
+def patient_patterns(con: duckdb.DuckDBPyConnection, abnormality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                               dict[str, np.ndarray]]:
+    """(count, outcome, exposure, covariates) of one abnormality's patient-level data set, as distinct
+    patterns: the patients are grouped in SQL by what the fit reads (outcome, exposure, age, sex, the
+    drug classes exposed), so only the patterns and their counts reach Python."""
     found = con.execute(
         "WITH defs AS (SELECT d.abnormality, d.measured_bit, d.abnormal_bit FROM param_abnormality_definitions AS d "
         "CROSS JOIN params AS p WHERE d.abnormality = ? AND (d.hypocalcemia_definition IS NULL "
         "OR d.hypocalcemia_definition = p.hypocalcemia_definition)), "
         "win AS (SELECT window_id FROM param_windows ORDER BY window_id DESC LIMIT 1), "
-        "eligible AS (SELECT iw.row_id, iw.patient_id, iw.index_class, iw.at_s, iw.result_id_num, iw.result_id, "
+        "eligible AS (SELECT iw.row_id, iw.patient_id, iw.index_class, "
         "(iw.partner_bits & d.abnormal_bit) <> 0 AS is_abnormal, row_number() OVER (PARTITION BY iw.patient_id "
         "ORDER BY iw.at_s, iw.result_id_num, iw.result_id, iw.row_id) AS k "
         "FROM int_index_windows AS iw JOIN win ON win.window_id = iw.window_id CROSS JOIN defs AS d "
-        "WHERE iw.index_class IN ('hypo', 'normo') AND (iw.partner_bits & d.measured_bit) <> 0) "
-        "SELECT e.row_id, e.patient_id, e.index_class = 'hypo' AS hypo, e.is_abnormal, "
+        "WHERE iw.index_class IN ('hypo', 'normo') AND (iw.partner_bits & d.measured_bit) <> 0), "
+        "firsts AS (SELECT e.row_id, e.index_class = 'hypo' AS hypo, e.is_abnormal, "
         "CAST(strftime(r.collected_at, '%Y') AS DOUBLE) - m.birth_year AS age, coalesce(m.sex, 'unknown') AS sex "
         "FROM eligible AS e JOIN int_lab_results AS r ON r.row_id = e.row_id "
         "LEFT JOIN mart_patient_demographics AS m ON m.patient_id = e.patient_id AND m.status = 'loaded' "
-        "WHERE e.k = 1 ORDER BY e.patient_id", [abnormality]).fetchall()
-    exposures = {}
-    for row_id, drug_class, exposed in con.execute(
-            "SELECT x.row_id, x.drug_class, x.is_exposed FROM int_mg_exposures AS x WHERE x.row_id IN "
-            "(SELECT unnest(?))", [[r[0] for r in found]]).fetchall():
-        exposures.setdefault(drug_class, {})[row_id] = bool(exposed)
-    ids = [r[1] for r in found]
-    outcome = np.array([1.0 if r[3] else 0.0 for r in found])
-    exposure = np.array([1.0 if r[2] else 0.0 for r in found])
-    ages = [r[4] if r[4] is not None and 0 <= r[4] <= 130 else None for r in found]
-    known = [a for a in ages if a is not None]
-    centre = sum(known) / len(known) if known else 0.0
+        "WHERE e.k = 1), "
+        "classes AS (SELECT x.row_id, string_agg(x.drug_class, '|' ORDER BY x.drug_class) AS present, "
+        "coalesce(string_agg(x.drug_class, '|' ORDER BY x.drug_class) FILTER (WHERE x.is_exposed), '') AS exposed "
+        "FROM int_mg_exposures AS x WHERE x.row_id IN (SELECT row_id FROM firsts) GROUP BY x.row_id) "
+        "SELECT f.hypo, f.is_abnormal, f.age, f.sex, coalesce(c.present, '') AS present, "
+        "coalesce(c.exposed, '') AS exposed, count(*) AS patients "
+        "FROM firsts AS f LEFT JOIN classes AS c ON c.row_id = f.row_id "
+        "GROUP BY f.hypo, f.is_abnormal, f.age, f.sex, c.present, c.exposed "
+        "ORDER BY f.hypo, f.is_abnormal, f.age NULLS LAST, f.sex, present, exposed", [abnormality]).fetchall()
+    count = np.array([float(r[6]) for r in found])
+    outcome = np.array([1.0 if r[1] else 0.0 for r in found])
+    exposure = np.array([1.0 if r[0] else 0.0 for r in found])
+    ages = [r[2] if r[2] is not None and 0 <= r[2] <= 130 else None for r in found]
+    known = [(a, c) for a, c in zip(ages, count) if a is not None]
+    patients_known = sum(c for _, c in known)
+    centre = sum(a * c for a, c in known) / patients_known if known else 0.0
     covariates = {
         "age_per_10_years": np.array([0.0 if a is None else (a - centre) / AGE_SCALE_YEARS for a in ages]),
         "age_unknown": np.array([1.0 if a is None else 0.0 for a in ages]),
-        "sex_male": np.array([1.0 if r[5] == "male" else 0.0 for r in found]),
-        "sex_unknown": np.array([1.0 if r[5] not in ("male", "female") else 0.0 for r in found]),
+        "sex_male": np.array([1.0 if r[3] == "male" else 0.0 for r in found]),
+        "sex_unknown": np.array([1.0 if r[3] not in ("male", "female") else 0.0 for r in found]),
     }
-    for drug_class in sorted(exposures):
-        covariates[f"drug_{drug_class}"] = np.array([1.0 if exposures[drug_class].get(r[0]) else 0.0 for r in found])
-    return ids, outcome, exposure, covariates
+    present = sorted({c for r in found if r[4] for c in r[4].split("|")})
+    exposed = [set(r[5].split("|")) if r[5] else set() for r in found]
+    for drug_class in present:
+        covariates[f"drug_{drug_class}"] = np.array([1.0 if drug_class in e else 0.0 for e in exposed])
+    return count, outcome, exposure, covariates
 
 
-def modified_poisson(outcome: np.ndarray, exposure: np.ndarray,
-                     covariates: dict[str, np.ndarray]) -> dict[str, Any]:
+def modified_poisson(outcome: np.ndarray, exposure: np.ndarray, covariates: dict[str, np.ndarray],
+                     count: np.ndarray | None = None) -> dict[str, Any]:
     """Prevalence ratio of `exposure` from a Poisson GLM with robust (HC0) errors, adjusted for the
-    covariates that vary (the others are listed as dropped). Returns ratio, 95% interval, p-value,
-    convergence, and the covariates used and dropped."""
-    import statsmodels.api as sm  # only runs that fit a model pay for the import
+    covariates that vary (the others are listed as dropped). Each row stands for `count` patients
+    (one each without it). Returns ratio, 95% interval, p-value, convergence, and the covariates used
+    and dropped."""
+    # only runs that fit a model pay for the import; the GLM module alone, not statsmodels.api's every model
+    from statsmodels.genmod import families
+    from statsmodels.genmod.generalized_linear_model import GLM
 
     used: list[str] = []
     columns = [exposure]
@@ -81,12 +92,13 @@ def modified_poisson(outcome: np.ndarray, exposure: np.ndarray,
     X = np.column_stack([np.ones(len(outcome)), exposure, *(covariates[name] for name in used)])
     # patients with the same outcome and covariates are one row weighted by their number: the same
     # estimates and HC0 errors (to rounding), at the cost of the distinct patterns, not the patients
-    patterns, counts = np.unique(np.column_stack([outcome, X]), axis=0, return_counts=True)
+    patterns, inverse = np.unique(np.column_stack([outcome, X]), axis=0, return_inverse=True)
+    counts = np.bincount(inverse.ravel(), weights=np.ones(len(outcome)) if count is None else count)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            fit = sm.GLM(patterns[:, 0], patterns[:, 1:], family=sm.families.Poisson(),
-                         freq_weights=counts.astype(float)).fit(cov_type="HC0", maxiter=100)
+            fit = GLM(patterns[:, 0], patterns[:, 1:], family=families.Poisson(),
+                         freq_weights=counts).fit(cov_type="HC0", maxiter=100)
         except Exception as exc:  # a singular design (e.g. a covariate equal to the exposure)
             return {"ratio": None, "ci_low": None, "ci_high": None, "p_value": None, "converged": False,
                     "covariates": used, "covariates_dropped": dropped, "note": f"not estimable: {exc}"}
@@ -107,16 +119,17 @@ def adjusted_ratio_rows(con: duckdb.DuckDBPyConnection, abnormalities: list[str]
     ratios) when a group's events or non-events are a small cell."""
     out = []
     for abnormality in abnormalities:
-        _, y, e, covariates = patient_rows(con, abnormality)
-        n1, a = int(e.sum()), int((y * e).sum())
-        n0, c = int(len(e) - n1), int((y * (1 - e)).sum())
+        w, y, e, covariates = patient_patterns(con, abnormality)
+        n = int(w.sum())
+        n1, a = int((w * e).sum()), int((w * y * e).sum())
+        n0, c = n - n1, int((w * y * (1 - e)).sum())
         row: dict[str, Any] = {"abnormality": abnormality, "window": window, "level": "patient",
                                "exposure": "hypomagnesemia", "reference": "normomagnesemia", "model": "modified_poisson",
-                               "n": len(e), "events": a + c, "exposed": n1, "exposed_events": a,
+                               "n": n, "events": a + c, "exposed": n1, "exposed_events": a,
                                "unexposed": n0, "unexposed_events": c}
         hidden = is_small_cell(a, n1, min_cell) or is_small_cell(c, n0, min_cell)
         crude = (None, None, None) if hidden else katz_ratio(a, n1, c, n0)
-        fit = modified_poisson(y, e, covariates) if not hidden and n1 and n0 and (a + c) else {
+        fit = modified_poisson(y, e, covariates, w) if not hidden and n1 and n0 and (a + c) else {
             "ratio": None, "ci_low": None, "ci_high": None, "p_value": None, "converged": False,
             "covariates": [], "covariates_dropped": list(covariates), "note": "withheld" if hidden else "no data"}
         row.update({"crude_ratio": crude[0], "crude_ci_low": crude[1], "crude_ci_high": crude[2],

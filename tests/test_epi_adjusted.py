@@ -77,3 +77,20 @@ def test_results_json_gives_crude_and_adjusted_at_patient_level(tmp_path):
     assert row["converged"] and row["adjusted_ratio"] == pytest.approx(2.0, rel=1e-6)
     assert row["covariates"] == []  # no demographics, no drug exposure: nothing varies
     assert "sex_male" in row["covariates_dropped"]
+
+
+def test_rows_standing_for_several_patients_give_the_fit_of_the_patients_themselves():
+    """patient_patterns hands the fit one row per pattern with its patient count: the fit equals the
+    one on every patient's row, covariates dropped alike."""
+    y, e, covariates = simulated(n=3000)
+    covariates |= {"always": np.ones(len(y))}
+    rows = np.column_stack([y, e, covariates["confounder"], covariates["always"]])
+    patterns, count = np.unique(rows, axis=0, return_counts=True)
+    grouped = modified_poisson(patterns[:, 0], patterns[:, 1],
+                               {"confounder": patterns[:, 2], "always": patterns[:, 3]}, count.astype(float))
+    every = modified_poisson(y, e, covariates)
+    assert len(patterns) == 8  # 2 x 2 x 2 patterns for 3,000 patients
+    assert grouped["covariates"] == every["covariates"] == ["confounder"]
+    assert grouped["covariates_dropped"] == every["covariates_dropped"] == ["always"]
+    for key in ("ratio", "ci_low", "ci_high", "p_value"):
+        assert grouped[key] == pytest.approx(every[key], rel=1e-12)

@@ -36,46 +36,52 @@ strata as (
     cross join params as p
 ),
 
-answered as (
-    select a.*, s.year_value, s.unit_value, s.age_value, s.sex_value
+keyed as (
+    -- the answers counted once per combination of the four strata values, so each stratum below
+    -- sums these few rows instead of every index row again
+    select
+        a.direction, a.abnormality, a.window_id, s.year_value, s.unit_value, s.age_value, s.sex_value,
+        sum(case when a.is_index then 1 else 0 end) as index_count,
+        sum(case when a.is_measured then 1 else 0 end) as denominator,
+        sum(case when a.is_measured and a.is_abnormal then 1 else 0 end) as numerator,
+        sum(case when a.is_first_index then 1 else 0 end) as first_index_count,
+        sum(case when a.is_first_measured then 1 else 0 end) as first_denominator,
+        sum(case when a.is_first_measured and a.is_abnormal then 1 else 0 end) as first_numerator
     from int_index_answers as a
     inner join strata as s on s.row_id = a.row_id
+    group by a.direction, a.abnormality, a.window_id, s.year_value, s.unit_value, s.age_value, s.sex_value
 ),
 
 stratified as (
     select direction, abnormality, window_id, 'year' as stratum, year_value as stratum_value,
-        is_index, is_measured, is_abnormal, is_first_index, is_first_measured
-    from answered
+        index_count, denominator, numerator, first_index_count, first_denominator, first_numerator
+    from keyed
     union all
     select direction, abnormality, window_id, 'care_unit', unit_value,
-        is_index, is_measured, is_abnormal, is_first_index, is_first_measured
-    from answered
+        index_count, denominator, numerator, first_index_count, first_denominator, first_numerator
+    from keyed
     union all
     select direction, abnormality, window_id, 'age', age_value,
-        is_index, is_measured, is_abnormal, is_first_index, is_first_measured
-    from answered
+        index_count, denominator, numerator, first_index_count, first_denominator, first_numerator
+    from keyed
     union all
     select direction, abnormality, window_id, 'sex', sex_value,
-        is_index, is_measured, is_abnormal, is_first_index, is_first_measured
-    from answered
+        index_count, denominator, numerator, first_index_count, first_denominator, first_numerator
+    from keyed
     union all
     select direction, abnormality, window_id, 'age_sex', age_value || '|' || sex_value,
-        is_index, is_measured, is_abnormal, is_first_index, is_first_measured
-    from answered
+        index_count, denominator, numerator, first_index_count, first_denominator, first_numerator
+    from keyed
 ),
 
 counted as (
     select direction, abnormality, window_id, 'result' as level, stratum, stratum_value,
-        sum(case when is_index then 1 else 0 end) as index_count,
-        sum(case when is_measured then 1 else 0 end) as denominator,
-        sum(case when is_measured and is_abnormal then 1 else 0 end) as numerator
+        sum(index_count) as index_count, sum(denominator) as denominator, sum(numerator) as numerator
     from stratified
     group by direction, abnormality, window_id, stratum, stratum_value
     union all
     select direction, abnormality, window_id, 'patient', stratum, stratum_value,
-        sum(case when is_first_index then 1 else 0 end),
-        sum(case when is_first_measured then 1 else 0 end),
-        sum(case when is_first_measured and is_abnormal then 1 else 0 end)
+        sum(first_index_count), sum(first_denominator), sum(first_numerator)
     from stratified
     group by direction, abnormality, window_id, stratum, stratum_value
 ),
