@@ -119,10 +119,16 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Engine:
-    """DuckDB resources: large runs spill to temp_directory instead of failing."""
+    """The engine the models run on (docs/spark.md) and DuckDB's resources: large runs spill to
+    temp_directory instead of failing. With name = "spark", the models run on a SparkSession on
+    spark_master (local[N], spark://host:port or a Spark Connect URL sc://host:port) with the
+    free-form spark_settings; DuckDB still holds the run's database."""
 
     memory_limit: str = "4GB"
     threads: int = 2
+    name: str = "duckdb"
+    spark_master: str = "local[2]"
+    spark_settings: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected text, got {value!r}")
         return value
+    if origin is dict:  # a free-form table of text, number or true/false values (engine.spark_settings)
+        if not isinstance(value, dict) or any(isinstance(v, (dict, list)) for v in value.values()):
+            raise ConfigError(f"{where}: expected a table of name = value, got {value!r}")
+        return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
     raise AssertionError(f"unsupported config type {annotation}")  # pragma: no cover
 
 
@@ -558,7 +568,15 @@ def _engine_problems(config: Config) -> Problems:
         problems.append(("engine.memory_limit", why))
     if config.engine.threads < 1:
         problems.append(("engine.threads", f"must be >= 1, got {config.engine.threads}"))
+    if config.engine.name not in ENGINE_NAMES:
+        problems.append(("engine.name", f"must be one of {', '.join(ENGINE_NAMES)}, got {config.engine.name!r}"))
+    if not re.fullmatch(r"local(\[(\d+|\*)(,\d+)?\])?|spark://\S+|sc://\S+|yarn|k8s://\S+", config.engine.spark_master):
+        problems.append(("engine.spark_master", "expected local[N], spark://host:port, sc://host:port, yarn or "
+                         f"k8s://..., got {config.engine.spark_master!r}"))
     return problems
+
+
+ENGINE_NAMES = ("duckdb", "spark")
 
 
 def _csv_problems(config: Config) -> Problems:
@@ -691,6 +709,9 @@ MEANINGS: dict[str, str] = {
     "schedule.max_hours_without_data": "a night with no new file this long after the last one warns: feed stale",
     "engine.memory_limit": "DuckDB's memory limit (beyond it, DuckDB spills to disk)",
     "engine.threads": "DuckDB's threads",
+    "engine.name": "where the SQL models run: `duckdb` (embedded) or `spark` (docs/spark.md; `hypomag run --engine`)",
+    "engine.spark_master": "Spark engine: `local[N]`, `spark://host:7077` or a Spark Connect URL `sc://host:15002`",
+    "engine.spark_settings": "Spark engine: free-form Spark settings, `{ \"spark.executor.memory\" = \"2g\" }`",
     "statistics.interval_method": "95% intervals of rates: `wilson`, `clopper-pearson`, `jeffreys` or `agresti-coull`",
     "strata.age_bands_years": "lower bounds of the age bands (18-44, 45-64, 65-79, 80+; younger: `<18`)",
     "strata.standard_population": "age-sex standardisation: `pooled` (the study's own) or `seed` (standard_population.csv)",
@@ -710,6 +731,8 @@ def _toml_value(value: Any) -> str:
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):  # an inline table (engine.spark_settings)
+        return "{" + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
     return repr(value)
 
 
@@ -718,7 +741,8 @@ def defaults() -> list[tuple[str, str, Any]]:
     out = []
     for name, section in _SECTIONS.items():
         for f in dataclasses.fields(section.default_factory):  # type: ignore[arg-type]
-            out.append((name, f.name, f.default))
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            out.append((name, f.name, default))
     return out
 
 

@@ -26,6 +26,7 @@ PROGRESS.setLevel(logging.INFO)
 NORMALISE_MODELS: tuple[str, ...] = (
     "staging/stg_lab_rows",
     "staging/stg_medication_rows",
+    "intermediate/int_result_id_kind",
     "intermediate/int_lab_results",
     "intermediate/int_quarantine",
     "intermediate/int_result_corrections",
@@ -64,6 +65,25 @@ VIEWS: frozenset[str] = frozenset({
     "intermediate/int_lab_flags",
     "intermediate/int_result_bits",
     "intermediate/int_index_answers",
+})
+
+# How an incremental run (pipelines/incremental.py) brings each table model up to date:
+# - by input row: the staging models, keyed by their raw table's row_id (a row's fate depends on its
+#   own fields, the other rows of its patient and the rows that share its result id);
+# - by patient: every row belongs to one patient and depends only on that patient's rows, so only
+#   the patients with new or corrected rows are recomputed;
+# - whole: every other table (one-row settings, aggregates, marts), rebuilt from the tables above.
+BY_INPUT_ROW: dict[str, str] = {
+    "staging/stg_lab_rows": "raw_labs",
+    "staging/stg_medication_rows": "raw_medications",
+}
+BY_PATIENT: frozenset[str] = frozenset({
+    "intermediate/int_lab_results",
+    "intermediate/int_calcium_corrected",
+    "intermediate/int_index_windows",
+    "intermediate/int_medication_classes",
+    "intermediate/int_mg_exposures",
+    "intermediate/int_hypokalemia_episodes",
 })
 
 

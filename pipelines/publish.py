@@ -3,7 +3,10 @@
 Layout (everything hypomag writes, beside `--db`):
 
     <db>.hypomag/                 the store (marker `.hypomag-store`)
-        runs/<run id>/db/hypomag.duckdb   the run's database (db/ is 0700, the file 0600)
+        runs/<run id>/db/hypomag.duckdb   the run's database (db/ is 0700, the file 0600); in a
+                                          nightly run (--incremental) a link to live/hypomag.duckdb
+        live/hypomag.duckdb               --incremental: the one database the nightly runs change, each
+                                          in one transaction committed just before its rename of current
         runs/<run id>/out/                report.html, results.json, ..., restricted/ (0700)
         runs/<run id>/dated/<run>         --incremental: the history as of this run, links to
                                           ../../<earlier run id>/out, one per run (UTC start time)
@@ -45,7 +48,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pipelines.errors import InputError
 from pipelines.reports.build import history_page
@@ -173,13 +176,38 @@ class Store:
         os.chmod(folder / "db", 0o700)
         return folder
 
-    def commit(self, run_id: str) -> None:
-        """Publish `run_id`: remember the current run as previous, then the one rename."""
-        before = self.pointer("current")
-        if before and before != run_id:
-            point(self.root / "previous", f"runs/{before}")
+    def commit(self, run_id: str, before: Callable[[], Any] | None = None) -> None:
+        """Publish `run_id`: remember the current run as previous, then the one rename; `before` runs
+        just before the rename (a nightly run commits its database transaction there)."""
+        earlier = self.pointer("current")
+        if earlier and earlier != run_id:
+            point(self.root / "previous", f"runs/{earlier}")
         pause_point("commit")
+        if before is not None:
+            before()
         point(self.root / "current", f"runs/{run_id}")
+
+    @property
+    def live(self) -> Path:
+        """The nightly runs' one database (--incremental), in an owner-only folder of the store."""
+        return self.root / "live" / "hypomag.duckdb"
+
+    def live_database(self, published: Path) -> Path:
+        """The live database, made from the published one (`published`, the --db path) when the
+        published run did not use it (a database published by a plain run, or none yet)."""
+        live = self.live
+        current = self.pointer("current")
+        link = self.run_dir(current) / "db" / "hypomag.duckdb" if current else None
+        if link is not None and link.is_symlink() and link.resolve() == live.resolve() and live.is_file():
+            return live
+        folder = live.parent
+        if folder.is_dir():
+            shutil.rmtree(folder)  # a live database that no published run uses (a killed first run's)
+        folder.mkdir(mode=0o700)
+        os.chmod(folder, 0o700)
+        if link is not None and published.is_file():
+            shutil.copy2(published, live)  # once: continue from a database a plain run published
+        return live
 
     def history_ids(self, run_id: str) -> set[str]:
         """Run ids whose outputs the dated history of `run_id` links to."""

@@ -17,7 +17,6 @@ import platform
 import re
 import secrets
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines import exports, history, inbox, ingest, models
+from pipelines import exports, history, inbox, incremental, ingest, models, spark
 from pipelines.config import Config, load_config
 from pipelines.db import connect, create_parameter_tables, rows
 from pipelines.errors import InputError, ValidationFailed
@@ -84,6 +83,8 @@ class Run:
     # --incremental: new extracts refused by a file-level check (pipelines/inbox.py), and the feed's freshness
     rejected: list[inbox.Rejection] = field(default_factory=list)
     feed: dict[str, Any] = field(default_factory=dict)
+    # --incremental: what the night recomputes (pipelines/incremental.py), planned at ingest
+    delta: incremental.Delta | None = None
 
     @classmethod
     def start(cls, spec: RunSpec) -> Run:
@@ -101,6 +102,7 @@ class Run:
 
     @property
     def building_db(self) -> Path:
+        """The run's database: a file of its own, or (--incremental) a link to the store's live database."""
         return self.run_dir / "db" / "hypomag.duckdb"
 
     @property
@@ -136,9 +138,13 @@ def prepare(run: Run) -> Run:
     store.prune()  # killed runs' folders; the lock says none is running
     remove_leftovers(spec.db_path, spec.out_dir, store.root, spec.incremental)
     store.new_run(run.run_id)
-    if spec.incremental and spec.db_path.exists():
-        shutil.copy2(spec.db_path, run.building_db)  # build aside from the last published database
-    run.con = connect(run.building_db, run.config)
+    if spec.incremental:  # the store's one live database, changed in one transaction (pipelines/incremental.py)
+        live = store.live_database(spec.db_path)
+        os.symlink(os.path.relpath(live, run.building_db.parent), run.building_db)
+        run.con = connect(live, run.config)
+        run.con.execute("BEGIN TRANSACTION")
+    else:
+        run.con = connect(run.building_db, run.config)
     os.chmod(run.building_db, 0o600)
     create_parameter_tables(run.con, run.config)
     write_meta(run)
@@ -160,6 +166,7 @@ def ingest_step(run: Run) -> Run:
     started = time.perf_counter()
     spec = run.spec
     if spec.incremental:  # new inbox extracts, each screened alone first (pipelines/inbox.py)
+        run.delta = incremental.before_ingest(run.con, run.config)
         load = inbox.load_new_files(run.con, spec.input_dir, run.config, scratch=run.run_dir)
         run.inputs, run.rejected = load.loaded, load.rejected
         run.feed = feed_freshness(run)
@@ -194,10 +201,19 @@ def feed_freshness(run: Run) -> dict[str, Any]:
 def normalise_step(run: Run) -> Run:
     """Staging models: every row's fate; canonical units; the quarantine."""
     started = time.perf_counter()
-    models.build_models(run.con, models.NORMALISE_MODELS)
+    build(run, models.NORMALISE_MODELS)
     check_timestamp_columns(run.con)
     timed(run, "normalise", started)
     return run
+
+
+def build(run: Run, names: tuple[str, ...]) -> None:
+    """Build `names`: on the run's engine (DuckDB or Spark), or, in a nightly run, brought up to date for
+    the night's rows (pipelines/incremental.py)."""
+    if run.delta is not None:
+        incremental.build(run.con, names, run.delta)
+    else:
+        spark.build_models(run, names)
 
 
 def check_timestamp_columns(con: duckdb.DuckDBPyConnection) -> None:
@@ -221,7 +237,7 @@ def check_timestamp_columns(con: duckdb.DuckDBPyConnection) -> None:
 def flag_step(run: Run) -> Run:
     """Flag abnormalities and find partner results in each window."""
     started = time.perf_counter()
-    models.build_models(run.con, models.FLAG_MODELS)
+    build(run, models.FLAG_MODELS)
     timed(run, "flag", started)
     return run
 
@@ -231,7 +247,10 @@ def analyse_step(run: Run) -> Run:
     from pipelines import analyse  # deferred: SciPy's statistics load when a run gets this far, not at start-up
 
     started = time.perf_counter()
-    models.build_models(run.con, models.MART_MODELS)
+    spark.build_models(run, models.MART_MODELS)
+    if run.delta is not None:  # every model is now that of this code and configuration
+        incremental.record_fingerprint(run.con, run.config)
+        LOG.info("incremental: %s", run.delta.summary())
     run.results = analyse.build_results(run.con, run.config)
     analyse.store_proportions(run.con, run.results)
     timed(run, "analyse", started)
@@ -427,8 +446,11 @@ def write_outputs(run: Run) -> Run:
     os.chmod(stage / "restricted" / "accounting.json", 0o600)
     for table, name in RESTRICTED_OUTPUTS:
         path = stage / "restricted" / f"{name}.parquet"
-        with run.con.cursor() as cursor:  # the path is an argument, never SQL text
-            cursor.table(table).write_parquet(str(path))
+        # the path is an argument, never SQL text; the run's own connection sees its open transaction.
+        # DuckDB refuses the relation API while an earlier result is not fetched to its end (fetchone
+        # leaves it open): a statement fetched to its end closes it.
+        run.con.execute("SELECT 1").fetchall()
+        run.con.table(table).write_parquet(str(path))
         os.chmod(path, 0o600)
     worklist.write_worklist(run.con, stage / "restricted")  # restricted/worklist.csv, .xlsx (0600)
     write_report(stage / "report.html", run.results, man, run.validation)
@@ -472,16 +494,23 @@ def publish(run: Run) -> Path:
     Before it, the links `--db`/`--out` (and OUT/latest, OUT/index.html, OUT/<date>) into the
     store's `current` are made if missing; they never change afterwards.
     """
-    run.con.execute("CHECKPOINT")
-    run.con.close()
-    run.con = None
+    live = run.spec.incremental
+    if not live:
+        run.con.execute("CHECKPOINT")
+        run.con.close()
+        run.con = None
     os.chmod(run.building_db, 0o600)
     store = run.store
     if run.spec.incremental:  # OUT/<run> links are made after the commit, when they resolve
         run.created_links = link_dated(run.spec.db_path, run.spec.out_dir, store.root, [])
     else:
         run.created_links = link_single(run.spec.db_path, run.spec.out_dir, store.root)
-    store.commit(run.run_id)  # the commit: from here on the new pair is published
+    # the commit: from here on the new pair is published (a nightly run's database transaction
+    # commits just before, so a kill leaves the database of the outputs still published)
+    store.commit(run.run_id, before=(lambda: run.con.execute("COMMIT")) if live else None)
+    if live:
+        run.con.close()
+        run.con = None
     pause_point("published")
     replace_legacy_db(run.spec.db_path, store.root)
     store.prune()

@@ -17,7 +17,8 @@ buffers the rows with SQLAlchemy's `Result.freeze()` while the connection is sti
 hands GX an equivalent result; nothing else in GX changes, so the expectations keep GX's own
 semantics. It is pinned to the GX version it was tested on (tests/test_validate.py). The datasource
 borrows the run's connection through SQLAlchemy (a one-connection pool whose close leaves it open);
-GX's reads run in a transaction that the pool rolls back when it takes the connection back.
+GX's reads run in the run's own transaction (GX only reads; the lent connection ignores its
+begin, commit and rollback).
 """
 from __future__ import annotations
 
@@ -124,10 +125,51 @@ def _borrowing_engine(con):
     from duckdb_engine import ConnectionWrapper
 
     class Lent(ConnectionWrapper):
-        def close(self) -> None:  # the run's connection: its owner closes it
+        """The run owns the connection and its transaction (a nightly run's spans the whole run): GX only
+        reads, so its begin, commit, rollback and close leave both as they are."""
+
+        def close(self) -> None:
             pass
 
-    return sa.create_engine("duckdb:///:memory:", creator=lambda: Lent(con), poolclass=sa.pool.StaticPool)
+        def begin(self) -> None:
+            pass
+
+        def commit(self) -> None:
+            pass
+
+        def rollback(self) -> None:
+            pass
+
+    engine = sa.create_engine("duckdb:///:memory:", creator=lambda: Lent(con), poolclass=sa.pool.StaticPool)
+    _reflect_from_duckdb(engine.dialect, con)
+    return engine
+
+
+# DuckDB type names -> SQLAlchemy types, for GX's column metadata (names beyond these: NullType)
+_SA_TYPES = {"VARCHAR": "String", "BIGINT": "BigInteger", "INTEGER": "Integer", "HUGEINT": "BigInteger",
+             "DOUBLE": "Float", "FLOAT": "Float", "BOOLEAN": "Boolean", "TIMESTAMP": "DateTime", "DATE": "Date"}
+
+
+def _reflect_from_duckdb(dialect, con) -> None:
+    """Table reflection for GX's column metadata from DuckDB's own catalog. duckdb-engine inherits
+    PostgreSQL's reflection queries, which fail on DuckDB 2 (pg_collation, REGCLASS); GX falls back,
+    but a failed statement aborts the open transaction of a nightly run (pipelines/incremental.py),
+    so the queries are never sent."""
+    import sqlalchemy as sa
+
+    def get_columns(connection, table_name, schema=None, **kw):
+        found = con.execute(
+            "SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns "
+            "WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ? "
+            "ORDER BY ordinal_position", [schema or "main", table_name]).fetchall()
+        return [{"name": name, "type": getattr(sa.types, _SA_TYPES.get(kind, "NullType"))(), "nullable": nullable,
+                 "default": None} for name, kind, nullable in found]
+
+    def get_pk_constraint(connection, table_name, schema=None, **kw):
+        return {"constrained_columns": [], "name": None}  # hypomag's tables declare no keys
+
+    dialect.get_columns = get_columns
+    dialect.get_pk_constraint = get_pk_constraint
 
 
 # the warm-up thread while it imports GX (warm_up), else None
@@ -261,7 +303,7 @@ def run_suites(db, stage: str, config) -> list[dict[str, Any]]:
                 })
             summaries.append({"suite": suite_doc["name"], "table": table, "stage": stage, "expectations": rows})
     finally:
-        # Give the connection back: the pool's reset rolls GX's read transaction back; nothing is closed.
+        # Give the connection back to the pool; the run's connection and its transaction stay as they are.
         if engine._connection is not None:
             engine._connection.close()
             engine._connection = None

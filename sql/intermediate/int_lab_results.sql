@@ -1,19 +1,12 @@
 -- int_lab_results: loaded lab results in canonical units (docs/definitions.md section 2).
 -- Grain: one row per loaded lab result (stg_lab_rows with status 'loaded'); row_id is unique.
--- result_id_num holds the result id as a number only when every loaded result id is numeric, so
--- that tie-breaks compare ids "as numbers when all are numeric" (docs/definitions.md section 4, Levels).
+-- result_id_num holds the result id as a number only when every loaded result id is numeric
+-- (int_result_id_kind), so that tie-breaks compare ids "as numbers when all are numeric"
+-- (docs/definitions.md section 4, Levels).
 with
 
 loaded as (
     select * from stg_lab_rows where status = 'loaded'
-),
-
-id_kind as (
-    -- reads stg_lab_rows itself: a second reference to `loaded` would make the engine materialize
-    -- every loaded row once more
-    select coalesce(bool_and(try_cast(result_id as double) is not null), false) as all_numeric
-    from stg_lab_rows
-    where status = 'loaded'
 ),
 
 final as (
@@ -37,7 +30,7 @@ final as (
         l.encounter_id,
         l.care_unit
     from loaded as l
-    cross join id_kind as k
+    cross join int_result_id_kind as k
 )
 
 select * from final

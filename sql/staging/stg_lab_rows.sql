@@ -285,6 +285,7 @@ final as (
         d.factor as unit_factor,
         d.value_canonical,
         d.result_id,
+        d.given_result_id,
         d.latest_row_id,
         d.specimen_id,
         d.encounter_id,

@@ -1,0 +1,218 @@
+"""Incremental computation for the nightly run (`hypomag run --incremental`): the row-level models are
+brought up to date for the patients with new or corrected rows only, in the nightly's one database.
+
+A nightly run keeps one database, `<store>/live/hypomag.duckdb` (pipelines/publish.py), and changes it
+in one DuckDB transaction that commits just before the run's outputs are published (steps.publish): a
+run that fails or is killed leaves the database as the last run committed it, and nothing is copied.
+
+Each table model is brought up to date in one of three ways (pipelines/models.py):
+
+- by input row (the staging models): the rows to restage are the new rows, every row of an affected
+  patient, and every row that shares a given result id with those (a correction supersedes by result
+  id, across patients). Affected patients: those of the new rows (labs and medications) and those of
+  earlier rows whose result id a new row gives again. The staging SQL runs on those raw rows only;
+  the rows written back are the affected patients' and those without a patient (a row of another
+  patient, restaged only because it shares a result id, keeps its fate: nothing of it changed);
+- by patient: the model's SQL runs with every by-row and by-patient table it reads narrowed to the
+  affected patients (temporary views of the same names shadow the tables; the views of the build
+  read through them), and the patients' rows are replaced;
+- whole: rebuilt from the full tables (one-row settings, aggregates, the marts).
+
+Where a whole property changes what every patient's rows hold (int_result_id_kind: result ids all
+numeric or not), or the models or the configuration differ from those that built the database (the
+fingerprint in hypomag_meta), everything is rebuilt, still inside the transaction.
+tests/test_incremental.py shows that any sequence of nightly loads gives the tables and results.json
+of one run on the same accepted files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import duckdb
+
+from pipelines import models
+from pipelines.config import Config
+from pipelines.models import BY_INPUT_ROW, BY_PATIENT, VIEWS, model_sql, table_name
+
+LOG = logging.getLogger("hypomag")
+
+FINGERPRINT_KEY = "models_fingerprint"
+ID_KIND_MODEL = "intermediate/int_result_id_kind"
+PATIENTS = "_inc_patients"  # temporary tables of the plan
+ROWS = {"raw_labs": "_inc_lab_rows", "raw_medications": "_inc_med_rows"}
+
+
+@dataclass
+class Delta:
+    """An incremental run's plan: the raw row ids read before this run (per raw table), and whether
+    every model is rebuilt instead (`full`, with the reason)."""
+
+    rows_before: dict[str, int] = field(default_factory=dict)
+    full: bool = True
+    reason: str = "first run"
+    planned: bool = False
+    patients: int = 0
+    all_patients: int = 0
+
+    def summary(self) -> str:
+        if self.full:
+            return f"every model rebuilt ({self.reason})"
+        return f"{self.patients:,} of {self.all_patients:,} patients recomputed"
+
+
+def fingerprint(config: Config) -> str:
+    """What the models' tables depend on besides the data: the SQL and seeds, and the configuration."""
+    from pipelines.steps import sql_sha256  # the same digest manifest.json gives
+
+    text = json.dumps({"sql": sql_sha256(), "config": config.to_dict()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def stored_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
+    if not _exists(con, "hypomag_meta"):
+        return None
+    row = con.execute("SELECT value FROM hypomag_meta WHERE key = ?", [FINGERPRINT_KEY]).fetchone()
+    return row[0] if row else None
+
+
+def record_fingerprint(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+    """After a complete build: the database's tables are those of these models and this configuration."""
+    con.execute("DELETE FROM hypomag_meta WHERE key = ?", [FINGERPRINT_KEY])
+    con.execute("INSERT INTO hypomag_meta VALUES (?, ?)", [FINGERPRINT_KEY, fingerprint(config)])
+
+
+def before_ingest(con: duckdb.DuckDBPyConnection, config: Config) -> Delta:
+    """The plan's start, taken before the night's files are read: the raw row ids so far, and whether
+    the database can be brought up to date (built before by the same models and configuration)."""
+    rows_before = {raw: _max_row_id(con, raw) for raw in ROWS}
+    if not _exists(con, "int_index_windows"):
+        return Delta(rows_before, full=True, reason="no models built yet")
+    if stored_fingerprint(con) != fingerprint(config):
+        return Delta(rows_before, full=True, reason="the models or the configuration changed")
+    return Delta(rows_before, full=False, reason="")
+
+
+def build(con: duckdb.DuckDBPyConnection, names: tuple[str, ...], delta: Delta) -> None:
+    """Bring the models `names` (in build order) up to date for the night's rows."""
+    for name in names:
+        if delta.full or name in VIEWS or (name not in BY_INPUT_ROW and name not in BY_PATIENT):
+            before = _id_kind(con) if name == ID_KIND_MODEL and not delta.full else None
+            models.build_models(con, (name,))
+            if before is not None and _id_kind(con) != before:
+                delta.full, delta.reason = True, "result ids changed between all numeric and not"
+                LOG.info("incremental: %s; every patient is recomputed", delta.reason)
+            continue
+        if not delta.planned:
+            plan(con, delta)
+        started = time.perf_counter()
+        models.PROGRESS.info("model %s", table_name(name))
+        if name in BY_INPUT_ROW:
+            _restage(con, name)
+        else:
+            _recompute_patients(con, name)
+        LOG.info("model %s: %s patients recomputed in %.1f s", table_name(name), f"{delta.patients:,}",
+                 time.perf_counter() - started)
+
+
+def plan(con: duckdb.DuckDBPyConnection, delta: Delta) -> None:
+    """The affected patients and the raw rows to restage (temporary tables _inc_*)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _inc_before AS SELECT ? AS labs, ? AS meds",
+                [delta.rows_before["raw_labs"], delta.rows_before["raw_medications"]])
+    with shadows(con, {"raw_labs": "row_id > (SELECT labs FROM _inc_before)",
+                       "raw_medications": "row_id > (SELECT meds FROM _inc_before)"}):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_new_labs AS {model_sql('staging/stg_lab_rows')}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_new_meds AS {model_sql('staging/stg_medication_rows')}")
+    db = _catalog(con)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {PATIENTS} AS
+        SELECT patient_id FROM _inc_new_labs WHERE patient_id IS NOT NULL
+        UNION SELECT patient_id FROM _inc_new_meds WHERE patient_id IS NOT NULL
+        UNION SELECT s.patient_id FROM {db}.main.stg_lab_rows AS s
+        WHERE s.patient_id IS NOT NULL AND s.given_result_id IN (SELECT given_result_id FROM _inc_new_labs)""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _inc_lab_rows AS
+        SELECT row_id FROM _inc_new_labs
+        UNION SELECT row_id FROM {db}.main.stg_lab_rows WHERE patient_id IN (SELECT patient_id FROM {PATIENTS})
+        UNION SELECT row_id FROM {db}.main.stg_lab_rows WHERE given_result_id IN (
+            SELECT given_result_id FROM _inc_new_labs
+            UNION SELECT given_result_id FROM {db}.main.stg_lab_rows
+            WHERE patient_id IN (SELECT patient_id FROM {PATIENTS}))""")
+    con.execute("CREATE OR REPLACE TEMP TABLE _inc_med_rows AS SELECT row_id FROM _inc_new_meds")
+    delta.patients = con.execute(f"SELECT count(*) FROM {PATIENTS}").fetchone()[0]
+    delta.all_patients = con.execute(f"SELECT count(DISTINCT patient_id) FROM {db}.main.stg_lab_rows").fetchone()[0]
+    delta.planned = True
+    restaged = con.execute("SELECT count(*) FROM _inc_lab_rows").fetchone()[0]
+    LOG.info("incremental: %s patients affected (of %s), %s lab rows restaged", f"{delta.patients:,}",
+             f"{delta.all_patients:,}", f"{restaged:,}")
+
+
+def _restage(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """A staging model for the plan's raw rows; the rows written back: the affected patients' and
+    those without a patient (a lab row restaged only for its result id keeps its fate)."""
+    raw = BY_INPUT_ROW[name]
+    filters = {t: f"row_id IN (SELECT row_id FROM {rows})" for t, rows in ROWS.items()}
+    keep = f"row_id IN (SELECT row_id FROM {ROWS[raw]})"
+    if raw == "raw_labs":
+        keep += f" AND (patient_id IS NULL OR patient_id IN (SELECT patient_id FROM {PATIENTS}))"
+    with shadows(con, filters):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_delta AS {model_sql(name)}")
+    _replace(con, table_name(name), keep)
+
+
+def _recompute_patients(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """A by-patient model on the affected patients' rows of everything it reads; their rows replaced."""
+    keyed = [table_name(m) for m in (*BY_INPUT_ROW, *BY_PATIENT) if m != name and _exists(con, table_name(m))]
+    patients = f"patient_id IN (SELECT patient_id FROM {PATIENTS})"
+    with shadows(con, {t: patients for t in keyed}):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_delta AS {model_sql(name)}")
+    _replace(con, table_name(name), patients)
+
+
+def _replace(con: duckdb.DuckDBPyConnection, table: str, keep: str) -> None:
+    """Replace the rows of `table` that `keep` selects by those of the recomputed _inc_delta."""
+    target = f"{_catalog(con)}.main.{table}"
+    con.execute(f"DELETE FROM {target} WHERE {keep}")
+    con.execute(f"INSERT INTO {target} SELECT * FROM _inc_delta WHERE {keep}")
+    con.execute("DROP TABLE _inc_delta")
+
+
+@contextmanager
+def shadows(con: duckdb.DuckDBPyConnection, filters: dict[str, str]) -> Iterator[None]:
+    """Temporary views named like the tables in `filters`, each the table narrowed by its filter: an
+    unqualified name (a model's, or a view's of the build) reads the view while they exist."""
+    db = _catalog(con)
+    try:
+        for table, where in filters.items():
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM {db}.main.{table} WHERE {where}")
+        yield
+    finally:
+        for table in filters:
+            con.execute(f"DROP VIEW IF EXISTS temp.main.{table}")
+
+
+def _catalog(con: duckdb.DuckDBPyConnection) -> str:
+    """The database's own catalog name, quoted (temporary objects live in the catalog `temp`)."""
+    name = con.execute("SELECT current_database()").fetchone()[0]
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' "
+                       "AND table_catalog = current_database() AND table_name = ?", [table]).fetchone()[0] > 0
+
+
+def _max_row_id(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return con.execute(f"SELECT coalesce(max(row_id), 0) FROM {table}").fetchone()[0] if _exists(con, table) else 0
+
+
+def _id_kind(con: duckdb.DuckDBPyConnection) -> bool | None:
+    if not _exists(con, "int_result_id_kind"):
+        return None
+    row = con.execute("SELECT all_numeric FROM int_result_id_kind").fetchone()
+    return None if row is None else bool(row[0])

@@ -1,0 +1,185 @@
+"""Incremental computation (pipelines/incremental.py): nightly loads bring the database up to date for
+the affected patients only, and give what one run on the same accepted files gives.
+
+The nights are generated data with result ids, split over files: later files correct earlier results
+(a new value, a result moved to another patient), repeat an earlier row under a new file (a
+duplicate), add new patients, and one file is rejected. After every night the tables and results.json
+equal those of a fresh run on the files accepted so far.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from builder import hypomag
+from pipelines.generate import generate
+from pipelines.models import BUILD_ORDER, VIEWS, table_name
+
+# results.json keys that describe the run itself, not the data
+RUN_KEYS = {"history_flags"}
+# model tables compared row by row (every table model; views are computed from them)
+TABLES = [table_name(m) for m in BUILD_ORDER if m not in VIEWS]
+
+
+def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def write_rows(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def population(tmp_path_factory) -> dict[str, tuple[list[str], list[dict[str, str]]]]:
+    """Generated labs (every row given a result id) and medications, 240 patients."""
+    folder = tmp_path_factory.mktemp("population")
+    generate(240, 20241201, folder)
+    columns, labs = read_rows(folder / "labs.csv")
+    for i, row in enumerate(labs):
+        row["result_id"] = f"R{i}"
+    med_columns, meds = read_rows(folder / "medications.csv")
+    return {"labs": (columns + ["result_id"], labs), "medications": (med_columns, meds)}
+
+
+def nights(population) -> list[dict[str, list[dict[str, str]]]]:
+    """Three nights of files: name -> rows. Night 2 corrects night 1; night 3 has a rejected file."""
+    columns, labs = population["labs"]
+    _, meds = population["medications"]
+    cut1, cut2 = len(labs) * 6 // 10, len(labs) * 9 // 10
+    mg_rows = [r for r in labs[:cut1] if r["analyte"] in ("MG", "19123-9") and r["patient_id"]]
+    corrected = [{**r, "value": "2.0", "unit": "mg/dL"} for r in mg_rows[:15]]  # a new value, same result id
+    moved = [{**r, "patient_id": mg_rows[-1]["patient_id"]} for r in mg_rows[20:23]]  # to another patient
+    repeated = [{**r, "result_id": f"{r['result_id']}-again"} for r in labs[5:9] if r["patient_id"]]  # duplicates
+    newcomer = [{"patient_id": "NEW1", "collected_at": "2025-03-01 08:00:00", "analyte": "MG", "value": "1.4",
+                 "unit": "mg/dL", "result_id": "N1"},
+                {"patient_id": "NEW1", "collected_at": "2025-03-01 09:00:00", "analyte": "K", "value": "3.1",
+                 "unit": "mmol/L", "result_id": "N2"}]
+    late_fix = [{**mg_rows[30], "value": "1.1", "unit": "mg/dL"}]
+    m1, m2 = len(meds) // 2, len(meds) * 3 // 4
+    return [
+        {"labs-1.csv": labs[:cut1], "medications-1.csv": meds[:m1]},
+        {"labs-2.csv": labs[cut1:cut2] + corrected + moved + repeated, "medications-2.csv": meds[m1:m2]},
+        {"labs-3.csv": [{k: v for k, v in r.items() if k != "value"} for r in labs[cut2:cut2 + 5]],  # rejected
+         "labs-4.csv": labs[cut2:] + newcomer + late_fix, "medications-3.csv": meds[m2:]},
+    ]
+
+
+def run(inbox: Path, root: Path, db: Path, cwd: Path) -> subprocess.CompletedProcess:
+    return hypomag("run", "--incremental", "--source", "generic", "--input", str(inbox), "--out", str(root),
+                   "--db", str(db), cwd=cwd)
+
+
+def results(root: Path) -> dict:
+    document = json.loads((root / "latest" / "results.json").read_text(encoding="utf-8"))
+    return {k: v for k, v in document.items() if k not in RUN_KEYS}
+
+
+def differing_tables(db_a: Path, db_b: Path) -> dict[str, tuple[int, int]]:
+    """Tables whose rows differ (EXCEPT ALL both ways), with the two counts."""
+    out = {}
+    with duckdb.connect(str(db_a), read_only=True) as con:
+        con.execute("ATTACH ? AS other (READ_ONLY)", [str(db_b.resolve())])
+        here = con.execute("SELECT current_database()").fetchone()[0]
+        for t in TABLES:
+            a = con.execute(f'SELECT count(*) FROM (SELECT * FROM "{here}".main.{t} EXCEPT ALL '
+                            f"SELECT * FROM other.main.{t})").fetchone()[0]
+            b = con.execute(f'SELECT count(*) FROM (SELECT * FROM other.main.{t} EXCEPT ALL '
+                            f'SELECT * FROM "{here}".main.{t})').fetchone()[0]
+            if a or b:
+                out[t] = (a, b)
+    return out
+
+
+def test_nightly_loads_equal_one_run_on_the_accepted_files(tmp_path, population):
+    columns, _ = population["labs"]
+    med_columns, _ = population["medications"]
+    inbox, root, db = tmp_path / "inbox", tmp_path / "dated", tmp_path / "nightly.duckdb"
+    inbox.mkdir()
+    for night, files in enumerate(nights(population), start=1):
+        for name, rows in files.items():
+            names = med_columns if name.startswith("medications") else columns
+            write_rows(inbox / name, [c for c in names if name != "labs-3.csv" or c != "value"], rows)
+        proc = run(inbox, root, db, tmp_path)
+        assert proc.returncode == (3 if night == 3 else 0), proc.stderr[-3000:]
+        if night > 1:
+            assert "patients recomputed" in proc.stderr, proc.stderr[-3000:]
+        # one run on the files accepted so far, in a fresh database (every model built whole)
+        fresh_root, fresh_db = tmp_path / f"fresh-{night}", tmp_path / f"fresh-{night}.duckdb"
+        again = run(inbox, fresh_root, fresh_db, tmp_path)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "every model rebuilt" in again.stderr
+        assert differing_tables(db, fresh_db) == {}, f"night {night}"
+        assert results(root) == results(fresh_root), f"night {night}"
+    with duckdb.connect(str(db), read_only=True) as con:
+        corrections = con.execute("SELECT count(*) FROM int_result_corrections").fetchone()[0]
+        moved = con.execute("SELECT count(*) FROM stg_lab_rows WHERE status = 'superseded'").fetchone()[0]
+    assert corrections == moved == 15 + 3 + 1  # night 2's corrections and moves, night 3's late fix
+
+
+def test_a_change_of_result_id_kind_recomputes_every_patient(tmp_path):
+    """Numeric result ids order ties as numbers; a night that brings a text id changes that for every
+    patient: the run rebuilds everything and still equals one run on both files."""
+    inbox, root, db = tmp_path / "inbox", tmp_path / "dated", tmp_path / "nightly.duckdb"
+    inbox.mkdir()
+    columns = ["patient_id", "collected_at", "analyte", "value", "unit", "result_id"]
+    first = [{"patient_id": "P1", "collected_at": "2024-01-01 08:00", "analyte": "MG", "value": v, "unit": "mg/dL",
+              "result_id": rid} for v, rid in (("1.5", "10"), ("2.0", "9"))]
+    first.append({"patient_id": "P1", "collected_at": "2024-01-01 08:00", "analyte": "K", "value": "3.0",
+                  "unit": "mmol/L", "result_id": "11"})
+    write_rows(inbox / "labs-1.csv", columns, first)
+    assert run(inbox, root, db, tmp_path).returncode == 0
+    write_rows(inbox / "labs-2.csv", columns, [{**first[0], "patient_id": "P2", "result_id": "X1"}])
+    second = run(inbox, root, db, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "result ids changed between all numeric and not" in second.stderr
+    fresh_root, fresh_db = tmp_path / "fresh", tmp_path / "fresh.duckdb"
+    assert run(inbox, fresh_root, fresh_db, tmp_path).returncode == 0
+    assert differing_tables(db, fresh_db) == {}
+    assert results(root) == results(fresh_root)
+
+
+def test_a_kill_inside_the_transaction_leaves_the_last_committed_database(tmp_path, population):
+    """SIGKILL while a night's models are rebuilt: the live database reopens as the last run committed
+    it (nothing of the killed night in it), and the next run loads the night's files."""
+    columns, labs = population["labs"]
+    inbox, root, db = tmp_path / "inbox", tmp_path / "dated", tmp_path / "nightly.duckdb"
+    inbox.mkdir()
+    write_rows(inbox / "labs-1.csv", columns, labs[:2000])
+    assert run(inbox, root, db, tmp_path).returncode == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        before = con.execute("SELECT count(*) FROM stg_lab_rows").fetchone()[0]
+    write_rows(inbox / "labs-2.csv", columns, labs[2000:])
+    flag = tmp_path / "pause"
+    env = {**os.environ, "HYPOMAG_TEST_PAUSE_AT": f"commit:{flag}"}
+    victim = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--incremental", "--source", "generic",
+                               "--input", str(inbox), "--out", str(root), "--db", str(db)], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(1200):  # the run writes its pid into the flag at the pause point
+            if flag.exists() or victim.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.1"])
+        assert flag.exists(), "the run never reached its commit"
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM stg_lab_rows").fetchone()[0] == before
+        assert con.execute("SELECT count(*) FROM loaded_files").fetchone()[0] == 1
+    again = run(inbox, root, db, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM stg_lab_rows").fetchone()[0] == len(labs)
