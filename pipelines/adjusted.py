@@ -23,34 +23,57 @@ from pipelines.stats import Z_95, is_small_cell, katz_ratio
 AGE_SCALE_YEARS = 10.0
 
 
-def patient_patterns(con: duckdb.DuckDBPyConnection, abnormality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                               dict[str, np.ndarray]]:
-    """(count, outcome, exposure, covariates) of one abnormality's patient-level data set, as distinct
+Patterns = tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]
+
+
+def patient_patterns(con: duckdb.DuckDBPyConnection, abnormalities: list[str]) -> dict[str, Patterns]:
+    """Per abnormality, (count, outcome, exposure, covariates) of its patient-level data set, as distinct
     patterns: the patients are grouped in SQL by what the fit reads (outcome, exposure, age, sex, the
-    drug classes exposed), so only the patterns and their counts reach Python."""
+    drug classes exposed), so only the patterns and their counts reach Python. One query answers
+    every abnormality (one sort of the index rows)."""
     found = con.execute(
         "WITH defs AS (SELECT d.abnormality, d.measured_bit, d.abnormal_bit FROM param_abnormality_definitions AS d "
-        "CROSS JOIN params AS p WHERE d.abnormality = ? AND (d.hypocalcemia_definition IS NULL "
+        "CROSS JOIN params AS p WHERE d.abnormality IN (SELECT unnest(?)) AND (d.hypocalcemia_definition IS NULL "
         "OR d.hypocalcemia_definition = p.hypocalcemia_definition)), "
         "win AS (SELECT window_id FROM param_windows ORDER BY window_id DESC LIMIT 1), "
-        "eligible AS (SELECT iw.row_id, iw.patient_id, iw.index_class, "
-        "(iw.partner_bits & d.abnormal_bit) <> 0 AS is_abnormal, row_number() OVER (PARTITION BY iw.patient_id "
-        "ORDER BY iw.at_s, iw.result_id_num, iw.result_id, iw.row_id) AS k "
+        "measured AS (SELECT d.abnormality, iw.row_id, iw.patient_id, iw.index_class, iw.at_s, iw.result_id_num, "
+        "iw.result_id, (iw.partner_bits & d.abnormal_bit) <> 0 AS is_abnormal "
         "FROM int_index_windows AS iw JOIN win ON win.window_id = iw.window_id CROSS JOIN defs AS d "
         "WHERE iw.index_class IN ('hypo', 'normo') AND (iw.partner_bits & d.measured_bit) <> 0), "
-        "firsts AS (SELECT e.row_id, e.index_class = 'hypo' AS hypo, e.is_abnormal, "
+        # each patient's first row: its earliest time first (an aggregate), then the order among those rows
+        "earliest AS (SELECT abnormality, patient_id, min(at_s) AS at_s FROM measured GROUP BY abnormality, patient_id), "
+        "eligible AS (SELECT m.*, row_number() OVER (PARTITION BY m.abnormality, m.patient_id "
+        "ORDER BY m.result_id_num, m.result_id, m.row_id) AS k FROM measured AS m JOIN earliest AS e "
+        "ON e.abnormality = m.abnormality AND e.patient_id = m.patient_id AND e.at_s = m.at_s), "
+        "firsts AS (SELECT e.abnormality, e.row_id, e.index_class = 'hypo' AS hypo, e.is_abnormal, "
         "CAST(strftime(r.collected_at, '%Y') AS DOUBLE) - m.birth_year AS age, coalesce(m.sex, 'unknown') AS sex "
         "FROM eligible AS e JOIN int_lab_results AS r ON r.row_id = e.row_id "
         "LEFT JOIN mart_patient_demographics AS m ON m.patient_id = e.patient_id AND m.status = 'loaded' "
         "WHERE e.k = 1), "
-        "classes AS (SELECT x.row_id, string_agg(x.drug_class, '|' ORDER BY x.drug_class) AS present, "
-        "coalesce(string_agg(x.drug_class, '|' ORDER BY x.drug_class) FILTER (WHERE x.is_exposed), '') AS exposed "
-        "FROM int_mg_exposures AS x WHERE x.row_id IN (SELECT row_id FROM firsts) GROUP BY x.row_id) "
-        "SELECT f.hypo, f.is_abnormal, f.age, f.sex, coalesce(c.present, '') AS present, "
-        "coalesce(c.exposed, '') AS exposed, count(*) AS patients "
+        # the drug classes present and exposed at each first row, as bits of the classes in name order
+        "class_bits AS (SELECT drug_class, CAST(1 AS BIGINT) << CAST(row_number() OVER (ORDER BY drug_class) - 1 "
+        "AS INTEGER) AS bit FROM (SELECT DISTINCT drug_class FROM ref_drug_classes)), "
+        "classes AS (SELECT x.row_id, bit_or(b.bit) AS present, "
+        "coalesce(bit_or(CASE WHEN x.is_exposed THEN b.bit END), 0) AS exposed "
+        "FROM int_mg_exposures AS x JOIN class_bits AS b ON b.drug_class = x.drug_class "
+        "WHERE x.row_id IN (SELECT row_id FROM firsts) GROUP BY x.row_id) "
+        "SELECT f.abnormality, f.hypo, f.is_abnormal, f.age, f.sex, coalesce(c.present, 0) AS present, "
+        "coalesce(c.exposed, 0) AS exposed, count(*) AS patients "
         "FROM firsts AS f LEFT JOIN classes AS c ON c.row_id = f.row_id "
-        "GROUP BY f.hypo, f.is_abnormal, f.age, f.sex, c.present, c.exposed "
-        "ORDER BY f.hypo, f.is_abnormal, f.age NULLS LAST, f.sex, present, exposed", [abnormality]).fetchall()
+        "GROUP BY f.abnormality, f.hypo, f.is_abnormal, f.age, f.sex, c.present, c.exposed "
+        "ORDER BY f.abnormality, f.hypo, f.is_abnormal, f.age NULLS LAST, f.sex, present, exposed",
+        [abnormalities]).fetchall()
+    names = [r[0] for r in con.execute("SELECT DISTINCT drug_class FROM ref_drug_classes ORDER BY drug_class").fetchall()]
+    by_abnormality: dict[str, list[tuple]] = {a: [] for a in abnormalities}
+    for abnormality, *row in found:
+        present, exposed = ({n for i, n in enumerate(names) if bits >> i & 1} for bits in row[4:6])
+        by_abnormality[abnormality].append((*row[:4], present, exposed, row[6]))
+    return {a: _patterns(rows) for a, rows in by_abnormality.items()}
+
+
+def _patterns(found: list[tuple]) -> Patterns:
+    """(count, outcome, exposure, covariates) from rows (hypo, abnormal, age, sex, the drug classes present and
+    exposed as sets, patients)."""
     count = np.array([float(r[6]) for r in found])
     outcome = np.array([1.0 if r[1] else 0.0 for r in found])
     exposure = np.array([1.0 if r[0] else 0.0 for r in found])
@@ -64,10 +87,8 @@ def patient_patterns(con: duckdb.DuckDBPyConnection, abnormality: str) -> tuple[
         "sex_male": np.array([1.0 if r[3] == "male" else 0.0 for r in found]),
         "sex_unknown": np.array([1.0 if r[3] not in ("male", "female") else 0.0 for r in found]),
     }
-    present = sorted({c for r in found if r[4] for c in r[4].split("|")})
-    exposed = [set(r[5].split("|")) if r[5] else set() for r in found]
-    for drug_class in present:
-        covariates[f"drug_{drug_class}"] = np.array([1.0 if drug_class in e else 0.0 for e in exposed])
+    for drug_class in sorted(set().union(*(r[4] for r in found))):
+        covariates[f"drug_{drug_class}"] = np.array([1.0 if drug_class in r[5] else 0.0 for r in found])
     return count, outcome, exposure, covariates
 
 
@@ -118,8 +139,9 @@ def adjusted_ratio_rows(con: duckdb.DuckDBPyConnection, abnormalities: list[str]
     """One row per abnormality: n, events by group, crude and adjusted ratios; withheld (counts,
     ratios) when a group's events or non-events are a small cell."""
     out = []
+    data = patient_patterns(con, abnormalities)
     for abnormality in abnormalities:
-        w, y, e, covariates = patient_patterns(con, abnormality)
+        w, y, e, covariates = data[abnormality]
         n = int(w.sum())
         n1, a = int((w * e).sum()), int((w * y * e).sum())
         n0, c = n - n1, int((w * y * (1 - e)).sum())

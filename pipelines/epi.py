@@ -9,7 +9,7 @@ Computed after the document's own suppression, from aggregate marts and the supp
   with primary and complementary suppression (a stratum never gives a withheld one away);
 - `table_one`: cohort characteristics by magnesium status (hypo- vs normomagnesemia results).
 
-Nothing here is row-level: mart_cooccurrence_by_patient is read only through its sums.
+Nothing here is row-level: the clustered variance reads only sums over patients (mart_cooccurrence_clusters).
 """
 from __future__ import annotations
 
@@ -76,12 +76,8 @@ def _window_names(con: duckdb.DuckDBPyConnection, document: dict[str, Any]) -> d
 def cluster_sums(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], ClusterSums]:
     """Per (abnormality, direction, mart window): the sums the robust variance needs, and nothing per patient."""
     out = {}
-    for r in rows(con, "SELECT abnormality, direction, window_name, count(*) AS clusters, "
-                       "sum(CAST(denominator AS DOUBLE)) AS n, sum(CAST(numerator AS DOUBLE)) AS y, "
-                       "sum(CAST(numerator AS DOUBLE) * numerator) AS yy, "
-                       "sum(CAST(numerator AS DOUBLE) * denominator) AS yn, "
-                       "sum(CAST(denominator AS DOUBLE) * denominator) AS nn "
-                       "FROM mart_cooccurrence_by_patient GROUP BY abnormality, direction, window_name"):
+    for r in rows(con, "SELECT abnormality, direction, window_name, clusters, n, y, yy, yn, nn "
+                       "FROM mart_cooccurrence_clusters"):
         out[(r["abnormality"], r["direction"], r["window_name"])] = ClusterSums(
             int(r["clusters"]), r["n"], r["y"], r["yy"], r["yn"], r["nn"])
     return out

@@ -54,7 +54,7 @@ MART_MODELS: tuple[str, ...] = (
     "marts/mart_audit_reflex",
     "marts/mart_audit_worklist",
     "marts/mart_exposures",
-    "marts/mart_cooccurrence_by_patient",
+    "marts/mart_cooccurrence_clusters",
     "marts/mart_patient_demographics",
     "marts/mart_cooccurrence_strata",
 )

@@ -144,7 +144,7 @@ def _alpha(z: float) -> float:
 
 @dataclass(frozen=True)
 class ClusterSums:
-    """Sufficient statistics of a proportion over clusters (patients), from mart_cooccurrence_by_patient:
+    """Sufficient statistics of a proportion over clusters (patients), from mart_cooccurrence_clusters:
     clusters m, sum of n_i, sum of y_i, sum of y_i^2, sum of y_i n_i, sum of n_i^2 (y_i = numerator,
     n_i = denominator of patient i). They give the robust variance without any patient's counts."""
 

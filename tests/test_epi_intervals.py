@@ -146,12 +146,11 @@ def test_results_json_names_the_method_and_clusters_the_repeated_results(tmp_pat
         proportion_confint(5.5, 11, method="beta"))
     liamis = next(ref for ref in c["references"] if ref["set"] == "liamis")
     assert liamis["clustered_p_value"] > liamis["p_value"]
-    # the per-patient mart adds up to the co-occurrence mart, row by row
+    # the sums over patients add up to the co-occurrence mart, row by row
     mismatches = con.execute(
-        "SELECT count(*) FROM mart_cooccurrence AS m LEFT JOIN (SELECT abnormality, direction, window_name, "
-        "sum(numerator) AS n, sum(denominator) AS d FROM mart_cooccurrence_by_patient GROUP BY ALL) AS p "
+        "SELECT count(*) FROM mart_cooccurrence AS m LEFT JOIN mart_cooccurrence_clusters AS p "
         "USING (abnormality, direction, window_name) WHERE m.level = 'result' "
-        "AND (coalesce(p.n, 0) <> m.numerator OR coalesce(p.d, 0) <> m.denominator)").fetchone()[0]
+        "AND (coalesce(p.y, 0) <> m.numerator OR coalesce(p.n, 0) <> m.denominator)").fetchone()[0]
     assert mismatches == 0
 
 

@@ -7,7 +7,7 @@
 --   is_measured / is_abnormal: the partner was measured / abnormal in the window (result level);
 --   is_first_index / is_first_measured: the row is the patient's first index row / first with the
 --   partner measured, so the patient level counts it (int_index_windows' first_* bits).
--- A view: mart_cooccurrence, mart_cooccurrence_strata and mart_cooccurrence_by_patient each sum it their way.
+-- A view: mart_cooccurrence, mart_cooccurrence_strata and mart_cooccurrence_clusters each sum it their way.
 with
 
 definitions as (

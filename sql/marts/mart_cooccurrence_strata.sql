@@ -18,7 +18,8 @@ unit_patients as (
 ),
 
 strata as (
-    -- each index result's own strata
+    -- each index result's own strata (index results only: the join below then holds a quarter of the
+    -- results, not every one)
     select
         r.row_id,
         strftime(r.collected_at, '%Y') as year_value,
@@ -34,6 +35,7 @@ strata as (
     left join unit_patients as u on u.care_unit = r.care_unit
     left join mart_patient_demographics as d on d.patient_id = r.patient_id and d.status = 'loaded'
     cross join params as p
+    where r.row_id in (select row_id from int_index_windows)
 ),
 
 keyed as (
