@@ -19,8 +19,9 @@ Each table model is brought up to date in one of three ways (pipelines/models.py
 - whole: rebuilt from the full tables (one-row settings, aggregates, the marts).
 
 Where a whole property changes what every patient's rows hold (int_result_id_kind: result ids all
-numeric or not), or the models or the configuration differ from those that built the database (the
-fingerprint in hypomag_meta), everything is rebuilt, still inside the transaction.
+numeric or not), or the models, the code of the parameter and seed tables or the configuration differ
+from those that built the database (the fingerprint in hypomag_meta), everything is rebuilt, still
+inside the transaction.
 tests/test_incremental.py shows that any sequence of nightly loads gives the tables and results.json
 of one run on the same accepted files.
 """
@@ -32,6 +33,7 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 import duckdb
@@ -66,11 +68,17 @@ class Delta:
         return f"{self.patients:,} of {self.all_patients:,} patients recomputed"
 
 
+# The code that fills the tables the models read besides the raw rows: parameter and seed tables.
+TABLE_CODE = (Path(__file__).with_name("db.py"), Path(__file__).with_name("seeds.py"))
+
+
 def fingerprint(config: Config) -> str:
-    """What the models' tables depend on besides the data: the SQL and seeds, and the configuration."""
+    """What the models' tables depend on besides the data: the SQL and seeds, the code that makes the
+    parameter and seed tables, and the configuration."""
     from pipelines.steps import sql_sha256  # the same digest manifest.json gives
 
-    text = json.dumps({"sql": sql_sha256(), "config": config.to_dict()}, sort_keys=True, default=str)
+    code = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in TABLE_CODE}
+    text = json.dumps({"sql": sql_sha256(), "code": code, "config": config.to_dict()}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
