@@ -156,7 +156,13 @@ def load_new_files(con: duckdb.DuckDBPyConnection, inbox: Path, config: Config, 
     create_ledger(con)
     loaded, rejected = known_hashes(con)
     outcome = InboxLoad()
+    latest = latest_names(con)
     for kind, path, digest in new_files(inbox, loaded, rejected):
+        if path.name < latest.get(kind.table, ""):
+            LOG.warning("%s sorts before %s, loaded on an earlier night: files load in the order they arrive, "
+                        "so where both give one result_id this file's value is the later one (name extracts so "
+                        "that they sort in the order they are produced, e.g. labs_2025-12-02.csv)",
+                        path.name, latest[kind.table])
         refusal = screen_file(path, digest, kind, config, scratch)
         if refusal is not None:
             outcome.rejected.append(refusal)
@@ -167,6 +173,15 @@ def load_new_files(con: duckdb.DuckDBPyConnection, inbox: Path, config: Config, 
     record_loaded(con, outcome.loaded)
     record_rejected(con, outcome.rejected)
     return outcome
+
+
+def latest_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Per raw table, the last name (in name order) of the files the ledger holds."""
+    found = con.execute("SELECT input_table, path FROM loaded_files").fetchall()
+    latest: dict[str, str] = {}
+    for table, path in found:
+        latest[table] = max(latest.get(table, ""), Path(path).name)
+    return latest
 
 
 def record_rejected(con: duckdb.DuckDBPyConnection, rejections: list[Rejection]) -> None:

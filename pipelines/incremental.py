@@ -106,6 +106,14 @@ def before_ingest(con: duckdb.DuckDBPyConnection, config: Config) -> Delta:
     return Delta(rows_before, full=False, reason="")
 
 
+def forget_new_rows(con: duckdb.DuckDBPyConnection, delta: Delta) -> None:
+    """Before a retried ingest: drop the raw rows an earlier attempt of this run read (the ledger
+    records a night's files only when all of them are read, so it holds none of them)."""
+    for raw, before in delta.rows_before.items():
+        if _exists(con, raw):
+            con.execute(f"DELETE FROM {raw} WHERE row_id > ?", [before])
+
+
 def build(con: duckdb.DuckDBPyConnection, names: tuple[str, ...], delta: Delta) -> None:
     """Bring the models `names` (in build order) up to date for the night's rows."""
     for name in names:

@@ -166,7 +166,10 @@ def ingest_step(run: Run) -> Run:
     started = time.perf_counter()
     spec = run.spec
     if spec.incremental:  # new inbox extracts, each screened alone first (pipelines/inbox.py)
-        run.delta = incremental.before_ingest(run.con, run.config)
+        if run.delta is None:
+            run.delta = incremental.before_ingest(run.con, run.config)
+        else:  # a retried ingest (a transient error): the rows the failed attempt read go first
+            incremental.forget_new_rows(run.con, run.delta)
         load = inbox.load_new_files(run.con, spec.input_dir, run.config, scratch=run.run_dir)
         run.inputs, run.rejected = load.loaded, load.rejected
         run.feed = feed_freshness(run)

@@ -289,7 +289,8 @@ def _append_rows(con: duckdb.DuckDBPyConnection, read: str, into: str, columns: 
     names = ", ".join(f'"{c}"' for c in columns)
     values = ", ".join(f"""nullif(g."{c}", '')""" for c in columns)
     # good rows before the j-th rejected record (1-based): position_j - j; a good row k follows the
-    # rejected records whose count of good rows before them is below k.
+    # rejected records whose count of good rows before them is below k. k counts from the read table's
+    # first rowid: inside a transaction (a nightly run) DuckDB numbers a new table's rows from 2**55.
     con.execute(
         f"""
         INSERT INTO {into} ({names}, source_row, parse_error)
@@ -299,7 +300,7 @@ def _append_rows(con: duckdb.DuckDBPyConnection, read: str, into: str, columns: 
             FROM {into}_taken
         ),
         steps AS (SELECT good_before, max(taken_so_far) AS taken FROM gaps GROUP BY good_before),
-        good AS (SELECT *, rowid + 1 AS k FROM {read})
+        good AS (SELECT *, rowid - (SELECT min(rowid) FROM {read}) + 1 AS k FROM {read})
         SELECT {values}, ? + g.k + coalesce(s.taken, 0), NULL
         FROM good AS g ASOF LEFT JOIN steps AS s ON g.k > s.good_before
         WHERE g.k + coalesce(s.taken, 0) < ?
