@@ -135,6 +135,8 @@ def prepare(run: Run) -> Run:
     run.lock = lock
     store = run.store
     store.ensure()
+    if spec.incremental:
+        publish_committed(store)
     store.prune()  # killed runs' folders; the lock says none is running
     remove_leftovers(spec.db_path, spec.out_dir, store.root, spec.incremental)
     store.new_run(run.run_id)
@@ -149,6 +151,25 @@ def prepare(run: Run) -> Run:
     create_parameter_tables(run.con, run.config)
     write_meta(run)
     return run
+
+
+def publish_committed(store: Store) -> None:
+    """A nightly run stopped between its database commit and its rename of `current` (a moment):
+    the live database holds its night, its outputs are complete in its folder; publish them now, so
+    the database and the published outputs agree again before this run starts."""
+    live = store.live
+    if not live.is_file() or store.pointer("current") is None:
+        return
+    try:
+        with duckdb.connect(str(live), read_only=True) as con:
+            found = con.execute("SELECT value FROM hypomag_meta WHERE key = 'run_id'").fetchone()
+    except duckdb.Error:  # nothing committed yet
+        return
+    committed = found[0] if found else None
+    if committed and committed != store.pointer("current") and (store.run_dir(committed) / "out" / "manifest.json").is_file():
+        store.commit(committed)
+        LOG.warning("run %s committed its database but stopped before publishing its outputs: published now",
+                    committed)
 
 
 def write_meta(run: Run) -> None:

@@ -183,3 +183,47 @@ def test_a_kill_inside_the_transaction_leaves_the_last_committed_database(tmp_pa
     assert again.returncode == 0, again.stderr[-3000:]
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM stg_lab_rows").fetchone()[0] == len(labs)
+
+
+# A nightly run killed right after its database transaction commits, before its rename of `current`.
+KILL_AT_RENAME = """
+import os, signal, sys
+import pipelines.publish as publish
+real = publish.point
+def point(link, target):
+    if link.name == "current" and publish.Store(link.parent).pointer("current") is not None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(link, target)
+publish.point = point
+sys.argv = ["hypomag", *sys.argv[1:]]
+from pipelines.cli import main
+main()
+"""
+
+
+def test_the_next_run_publishes_a_night_killed_between_its_commit_and_its_rename(tmp_path, population):
+    """The killed night's database commit stands (its outputs were complete in its folder): the next run
+    publishes them first, then its own; the history lists all three nights and the database agrees
+    with the latest outputs."""
+    columns, labs = population["labs"]
+    inbox, root, db = tmp_path / "inbox", tmp_path / "dated", tmp_path / "nightly.duckdb"
+    inbox.mkdir()
+    write_rows(inbox / "labs-1.csv", columns, labs[:500])
+    assert run(inbox, root, db, tmp_path).returncode == 0
+    write_rows(inbox / "labs-2.csv", columns, labs[500:800])
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_AT_RENAME, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1]),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    killed = subprocess.run([sys.executable, str(script), "run", "--incremental", "--source", "generic", "--input",
+                             str(inbox), "--out", str(root), "--db", str(db)], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600, env=env)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    write_rows(inbox / "labs-3.csv", columns, labs[800:1000])
+    proc = run(inbox, root, db, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "committed its database but stopped before publishing its outputs: published now" in proc.stderr
+    assert len([p for p in root.iterdir() if p.name[:2] == "20"]) == 3
+    latest = json.loads((root / "latest" / "manifest.json").read_text(encoding="utf-8"))
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM loaded_files").fetchone()[0] == len(latest["inputs"]) == 3
