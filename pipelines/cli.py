@@ -28,8 +28,8 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.text import Text
 
-from pipelines.config import defaults_toml, load_config
-from pipelines.errors import InputError, Stopped, classify
+from pipelines.config import ENGINE_ENV, ENGINE_NAMES, defaults_toml, load_config
+from pipelines.errors import ConfigError, InputError, Stopped, classify
 from pipelines.paths import DATA_SAMPLES_DIR
 from pipelines.paths_guard import check_paths
 from pipelines.prefect_api import TemporaryApi, prefect_api
@@ -326,15 +326,30 @@ def run(
         False, "--incremental",
         help="Nightly mode: --input is an inbox; load only extracts not loaded before into --db, publish to "
              "OUT/<run date>/ plus OUT/latest and OUT/index.html."),
+    engine: Optional[str] = typer.Option(
+        None, "--engine", help="Where the SQL models run: duckdb or spark (overrides [engine] name; docs/spark.md)."),
 ) -> None:
     """One full run as a Prefect flow: ingest, validate, normalise, flag, analyse, report."""
     started = time.monotonic()
     spec = RunSpec(source=source, input_dir=input_dir, config_path=config, db_path=db, out_dir=out_dir,
                    incremental=incremental)
+    _select_engine(engine, spec)
     published = _run_flow("run --incremental" if incremental else "run", spec)
     _summary(published, time.monotonic() - started)
     if incremental and _rejected(published):
         raise typer.Exit(EXIT_REJECTED)
+
+
+def _select_engine(engine: Optional[str], spec: RunSpec) -> None:
+    """--engine for the run this process starts (pipelines/spark: HYPOMAG_ENGINE). The nightly inbox runs
+    on DuckDB only: --incremental with the spark engine is refused (exit 2)."""
+    if engine is not None and engine not in ENGINE_NAMES:
+        raise ConfigError(f"--engine {engine!r}: expected one of {', '.join(ENGINE_NAMES)}")
+    name = engine or load_config(spec.config_path).engine.name
+    if spec.incremental and name == "spark":
+        raise ConfigError("engine 'spark': the nightly inbox (--incremental, serve) runs on DuckDB only")
+    if engine is not None:
+        os.environ[ENGINE_ENV] = engine
 
 
 @app.command(short_help="Run the pipeline on the bundled data_samples/")
@@ -414,6 +429,7 @@ def serve(
     spec = RunSpec(source=source, input_dir=input_dir, config_path=config, db_path=db, out_dir=out_dir,
                    incremental=True)
     _preflight(spec)
+    _select_engine(None, spec)  # the spark engine is refused: the nightly inbox runs on DuckDB
     check_paths(spec.input_dir, spec.db_path, spec.out_dir, spec.incremental)
     from pipelines.deploy import serve_nightly  # deferred: Prefect's import takes seconds
 

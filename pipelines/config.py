@@ -577,6 +577,8 @@ def _engine_problems(config: Config) -> Problems:
 
 
 ENGINE_NAMES = ("duckdb", "spark")
+# `hypomag run --engine NAME` sets this for the run it starts; it overrides `[engine] name` (pipelines/spark).
+ENGINE_ENV = "HYPOMAG_ENGINE"
 
 
 def _csv_problems(config: Config) -> Problems:

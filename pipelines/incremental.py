@@ -40,7 +40,7 @@ import duckdb
 
 from pipelines import models
 from pipelines.config import Config
-from pipelines.models import BY_INPUT_ROW, BY_PATIENT, VIEWS, model_sql, table_name
+from pipelines.models import BY_INPUT_ROW, BY_PATIENT, VIEWS, model_sql, sql_sha256, table_name
 
 LOG = logging.getLogger("hypomag")
 
@@ -75,8 +75,6 @@ TABLE_CODE = (Path(__file__).with_name("db.py"), Path(__file__).with_name("seeds
 def fingerprint(config: Config) -> str:
     """What the models' tables depend on besides the data: the SQL and seeds, the code that makes the
     parameter and seed tables, and the configuration."""
-    from pipelines.steps import sql_sha256  # the same digest manifest.json gives
-
     code = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in TABLE_CODE}
     text = json.dumps({"sql": sql_sha256(), "code": code, "config": config.to_dict()}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

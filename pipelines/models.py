@@ -7,6 +7,7 @@ appears in it exactly once.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -128,3 +129,19 @@ def _drop_other_kind(con: duckdb.DuckDBPyConnection, name: str, kind: str) -> No
     existing = found and ("VIEW" if found[0] == "VIEW" else "TABLE")
     if existing and existing != kind:
         con.execute(f"DROP {existing} {name}")
+
+
+SQL_SUFFIXES = (".sql", ".csv")
+
+
+def sql_sha256(folder: Path = SQL_DIR) -> str:
+    """sha256 over the SQL models and seeds under `folder` (sql/, its seeds/ included): each file's
+    path relative to `folder` and its bytes' sha256, in sorted path order, so the digest changes when
+    any model or seed changes, is added, removed or renamed, and not when the folder moves."""
+    digest = hashlib.sha256()
+    files = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix in SQL_SUFFIXES),
+                   key=lambda p: p.relative_to(folder).as_posix())
+    for path in files:
+        digest.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode("ascii") + b"\n")
+    return digest.hexdigest()

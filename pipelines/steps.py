@@ -31,8 +31,9 @@ import duckdb
 from pipelines import exports, history, inbox, incremental, ingest, models, spark
 from pipelines.config import Config, load_config
 from pipelines.db import connect, create_parameter_tables, rows
+from pipelines.models import sql_sha256
 from pipelines.errors import InputError, ValidationFailed
-from pipelines.paths import PROJECT_ROOT, SQL_DIR
+from pipelines.paths import PROJECT_ROOT
 from pipelines.paths_guard import OUTPUT_MARKER, check_paths, location, store_for
 from pipelines.publish import (RunLock, Store, history_flags, link_dated, link_single, pause_point, published_runs,
                                remove, remove_leftovers, replace_legacy_db, write_marker)
@@ -387,22 +388,6 @@ def _git(folder: Path, *args: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-SQL_SUFFIXES = (".sql", ".csv")
-
-
-def sql_sha256(folder: Path = SQL_DIR) -> str:
-    """sha256 over the SQL models and seeds under `folder` (sql/, its seeds/ included): each file's
-    path relative to `folder` and its bytes' sha256, in sorted path order, so the digest changes when
-    any model or seed changes, is added, removed or renamed, and not when the folder moves."""
-    digest = hashlib.sha256()
-    files = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix in SQL_SUFFIXES),
-                   key=lambda p: p.relative_to(folder).as_posix())
-    for path in files:
-        digest.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode("ascii") + b"\n")
-    return digest.hexdigest()
 
 
 # An option whose name says it holds a secret has its value withheld from the manifest, as has

@@ -28,6 +28,7 @@ DEFERRED = {
     ("pipelines.cli", "pipelines.generate"): "NumPy and Polars: only `hypomag generate` needs them",
     ("pipelines.cli", "pipelines.inbox"): "DuckDB: only `hypomag validate --incremental` needs it",
     ("pipelines.steps", "pipelines.analyse"): "SciPy's statistics: only a run that reaches the analyse step needs them",
+    ("pipelines.spark", "pipelines.spark.engine"): "sqlglot's optimizer and pyspark: only a Spark run needs them",
 }
 
 

@@ -10,9 +10,9 @@ import dataclasses
 import os
 from typing import Any
 
-# `hypomag run --engine NAME` sets this for the run it starts (it overrides `[engine] name`).
-ENGINE_ENV = "HYPOMAG_ENGINE"
-ENGINE_NAMES = ("duckdb", "spark")
+from pipelines import models
+from pipelines.config import ENGINE_ENV, ENGINE_NAMES
+from pipelines.errors import ConfigError
 
 
 def selected_engine(run: Any) -> str:
@@ -20,8 +20,6 @@ def selected_engine(run: Any) -> str:
     is written into run.config, so results.json and manifest.json name the engine that ran."""
     name = os.environ.get(ENGINE_ENV) or run.config.engine.name
     if name not in ENGINE_NAMES:
-        from pipelines.errors import ConfigError
-
         raise ConfigError(f"--engine {name!r}: expected one of {', '.join(ENGINE_NAMES)}")
     if name != run.config.engine.name:
         run.config = dataclasses.replace(run.config, engine=dataclasses.replace(run.config.engine, name=name))
@@ -32,10 +30,8 @@ def build_models(run: Any, names: tuple[str, ...]) -> None:
     """Build `names` on the run's engine: DuckDB (pipelines/models.py) or Spark (pipelines/spark/engine.py,
     which collects every model into the run's DuckDB, so everything after reads the same tables)."""
     if selected_engine(run) == "spark":
-        from pipelines.spark import engine
+        from pipelines.spark import engine  # deferred: sqlglot's optimizer and pyspark only for a Spark run
 
         engine.build_stage(run, names)
     else:
-        from pipelines import models
-
         models.build_models(run.con, names)
