@@ -60,14 +60,17 @@ class Delta:
     reason: str = "first run"
     planned: bool = False
     patients: int = 0
-    all_patients: int = 0
 
-    def summary(self) -> str:
+    def summary(self, con: duckdb.DuckDBPyConnection) -> str:
         if self.full:
             return f"every model rebuilt ({self.reason})"
-        return f"{self.patients:,} of {self.all_patients:,} patients recomputed"
+        everyone = con.execute("SELECT count(DISTINCT patient_id) FROM int_lab_results").fetchone()[0]
+        return f"{self.patients:,} of {everyone:,} patients recomputed"
 
 
+# Configuration that no model reads: how and when a run runs, the statistics computed in Python, and
+# where the configuration file is.
+RUN_ONLY_SECTIONS = ("engine", "schedule", "statistics", "sweep", "source_path")
 # The code that fills the tables the models read besides the raw rows: parameter and seed tables.
 TABLE_CODE = (Path(__file__).with_name("db.py"), Path(__file__).with_name("seeds.py"))
 
@@ -76,7 +79,8 @@ def fingerprint(config: Config) -> str:
     """What the models' tables depend on besides the data: the SQL and seeds, the code that makes the
     parameter and seed tables, and the configuration."""
     code = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in TABLE_CODE}
-    text = json.dumps({"sql": sql_sha256(), "code": code, "config": config.to_dict()}, sort_keys=True, default=str)
+    settings = {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY_SECTIONS}
+    text = json.dumps({"sql": sql_sha256(), "code": code, "config": settings}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -159,11 +163,9 @@ def plan(con: duckdb.DuckDBPyConnection, delta: Delta) -> None:
             WHERE patient_id IN (SELECT patient_id FROM {PATIENTS}))""")
     con.execute("CREATE OR REPLACE TEMP TABLE _inc_med_rows AS SELECT row_id FROM _inc_new_meds")
     delta.patients = con.execute(f"SELECT count(*) FROM {PATIENTS}").fetchone()[0]
-    delta.all_patients = con.execute(f"SELECT count(DISTINCT patient_id) FROM {db}.main.stg_lab_rows").fetchone()[0]
     delta.planned = True
     restaged = con.execute("SELECT count(*) FROM _inc_lab_rows").fetchone()[0]
-    LOG.info("incremental: %s patients affected (of %s), %s lab rows restaged", f"{delta.patients:,}",
-             f"{delta.all_patients:,}", f"{restaged:,}")
+    LOG.info("incremental: %s patients affected, %s lab rows restaged", f"{delta.patients:,}", f"{restaged:,}")
 
 
 def _restage(con: duckdb.DuckDBPyConnection, name: str) -> None:

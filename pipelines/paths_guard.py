@@ -112,6 +112,8 @@ def check_paths(input_dir: Path, db: Path, out: Path, incremental: bool) -> None
     check_store(store)
     check_lock(Path(db))
     check_db(Path(db), store)
+    if not incremental:
+        check_not_nightly(Path(db), store)
     check_out(Path(out), store, incremental)
     extra = Path(db).stat().st_size if incremental and Path(db).is_file() else 0
     check_free_space(nearest_existing(store), tree_bytes(Path(input_dir)) + extra // 2)
@@ -165,6 +167,14 @@ def check_lock(db: Path) -> None:
     if lock.is_symlink() or not lock.is_file() or lock.stat().st_size > 32 \
             or not LOCK_CONTENT.fullmatch(lock.read_bytes()):
         raise PathError(f"{lock}: exists and is not a hypomag lock file; move it away or choose another --db")
+
+
+def check_not_nightly(db: Path, store: Path) -> None:
+    """A plain run would publish a database of its own input alone over a nightly's history."""
+    published = store / "current" / "db" / "hypomag.duckdb"
+    if published.is_symlink() and "live" in Path(os.readlink(published)).parts:
+        raise PathError(f"--db {db}: the database of nightly runs (--incremental, serve); run with --incremental, "
+                        "or choose another --db")
 
 
 def check_db(db: Path, store: Path) -> None:

@@ -275,7 +275,7 @@ def analyse_step(run: Run) -> Run:
     spark.build_models(run, models.MART_MODELS)
     if run.delta is not None:  # every model is now that of this code and configuration
         incremental.record_fingerprint(run.con, run.config)
-        LOG.info("incremental: %s", run.delta.summary())
+        LOG.info("incremental: %s", run.delta.summary(run.con))
     run.results = analyse.build_results(run.con, run.config)
     analyse.store_proportions(run.con, run.results)
     timed(run, "analyse", started)

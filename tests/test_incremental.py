@@ -22,6 +22,7 @@ import pytest
 from builder import hypomag
 from pipelines.generate import generate
 from pipelines.models import BUILD_ORDER, VIEWS, table_name
+from pipelines.paths import PROJECT_ROOT
 
 # results.json keys that describe the run itself, not the data
 RUN_KEYS = {"history_flags"}
@@ -227,3 +228,19 @@ def test_the_next_run_publishes_a_night_killed_between_its_commit_and_its_rename
     latest = json.loads((root / "latest" / "manifest.json").read_text(encoding="utf-8"))
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM loaded_files").fetchone()[0] == len(latest["inputs"]) == 3
+
+
+def test_a_plain_run_is_refused_on_a_nightly_database(tmp_path):
+    """A run without --incremental would publish a database of its own input over the nightly history."""
+    inbox, root, db = tmp_path / "inbox", tmp_path / "dated", tmp_path / "nightly.duckdb"
+    inbox.mkdir()
+    write_rows(inbox / "labs-1.csv", ["patient_id", "collected_at", "analyte", "value", "unit"],
+               [{"patient_id": "P1", "collected_at": "2024-01-01 08:00", "analyte": "MG", "value": "1.5",
+                 "unit": "mg/dL"}])
+    assert run(inbox, root, db, tmp_path).returncode == 0
+    plain = hypomag("run", "--source", "generic", "--input", str(PROJECT_ROOT / "data_samples"), "--out",
+                    str(tmp_path / "plain"), "--db", str(db), cwd=tmp_path)
+    assert plain.returncode == 2
+    assert "the database of nightly runs (--incremental, serve)" in plain.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw_labs").fetchone()[0] == 1
