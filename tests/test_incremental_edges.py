@@ -20,7 +20,7 @@ import duckdb
 import pytest
 
 from builder import LAB_COLUMNS, MED_COLUMNS, hypomag, lab, med, write_csv
-from test_incremental import differing_tables, results
+from test_incremental import KILL_AT_RENAME, differing_tables, results
 
 CONFIG = """
 [privacy]
@@ -272,20 +272,6 @@ def test_a_retried_ingest_loads_each_file_once(tmp_path):
     n.assert_equals_fresh("after a retried ingest")
 
 
-# A run killed right after its database transaction commits, before the rename of `current`.
-KILL_AT_RENAME = """
-import os, signal, sys
-import pipelines.publish as publish
-real = publish.point
-def point(link, target):
-    if link.name == "current" and publish.Store(link.parent).pointer("current") is not None:
-        os.kill(os.getpid(), signal.SIGKILL)
-    real(link, target)
-publish.point = point
-sys.argv = ["hypomag", *sys.argv[1:]]
-from pipelines.cli import main
-main()
-"""
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
