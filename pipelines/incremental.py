@@ -16,7 +16,12 @@ Each table model is brought up to date in one of three ways (pipelines/models.py
 - by patient: the model's SQL runs with every by-row and by-patient table it reads narrowed to the
   affected patients (temporary views of the same names shadow the tables; the views of the build
   read through them), and the patients' rows are replaced;
-- whole: rebuilt from the full tables (one-row settings, aggregates, the marts).
+- additive (a sum over patients: counts of results and of patients, sums of per-patient sums): the
+  model's SQL runs on the affected patients' rows twice, at the plan (before anything changes) and
+  when the model's turn comes; the table gets the second answer added and the first subtracted, key
+  by key. A model that also reads a whole-history property (the care units shown by name) is rebuilt
+  whole when that property changed (models.ADDITIVE_GUARDS);
+- whole: rebuilt from the full tables (one-row settings, the other aggregates and marts).
 
 Where a whole property changes what every patient's rows hold (int_result_id_kind: result ids all
 numeric or not), or the models, the code of the parameter and seed tables or the configuration differ
@@ -40,7 +45,8 @@ import duckdb
 
 from pipelines import models
 from pipelines.config import Config
-from pipelines.models import BY_INPUT_ROW, BY_PATIENT, VIEWS, model_sql, sql_sha256, table_name
+from pipelines.models import (ADDITIVE, ADDITIVE_GUARDS, BY_INPUT_ROW, BY_PATIENT, VIEWS, model_sql, sql_sha256,
+                              table_name)
 
 LOG = logging.getLogger("hypomag")
 
@@ -60,6 +66,8 @@ class Delta:
     reason: str = "first run"
     planned: bool = False
     patients: int = 0
+    # additive models: the guard's answer before the night (models.ADDITIVE_GUARDS)
+    guards: dict[str, list] = field(default_factory=dict)
 
     def summary(self, con: duckdb.DuckDBPyConnection) -> str:
         if self.full:
@@ -119,7 +127,8 @@ def forget_new_rows(con: duckdb.DuckDBPyConnection, delta: Delta) -> None:
 def build(con: duckdb.DuckDBPyConnection, names: tuple[str, ...], delta: Delta) -> None:
     """Bring the models `names` (in build order) up to date for the night's rows."""
     for name in names:
-        if delta.full or name in VIEWS or (name not in BY_INPUT_ROW and name not in BY_PATIENT):
+        if delta.full or name in VIEWS or (name not in BY_INPUT_ROW and name not in BY_PATIENT
+                                           and name not in ADDITIVE):
             before = _id_kind(con) if name == ID_KIND_MODEL and not delta.full else None
             models.build_models(con, (name,))
             if before is not None and _id_kind(con) != before:
@@ -132,8 +141,14 @@ def build(con: duckdb.DuckDBPyConnection, names: tuple[str, ...], delta: Delta) 
         models.PROGRESS.info("model %s", table_name(name))
         if name in BY_INPUT_ROW:
             _restage(con, name)
-        else:
+        elif name in BY_PATIENT:
             _recompute_patients(con, name)
+        elif name in ADDITIVE_GUARDS and _guard(con, name) != delta.guards.get(name):
+            models.build_models(con, (name,))
+            LOG.info("model %s: rebuilt whole (what it reads of every patient changed)", table_name(name))
+            continue
+        else:
+            _add_contribution(con, name)
         LOG.info("model %s: %s patients recomputed in %.1f s", table_name(name), f"{delta.patients:,}",
                  time.perf_counter() - started)
 
@@ -163,6 +178,7 @@ def plan(con: duckdb.DuckDBPyConnection, delta: Delta) -> None:
             WHERE patient_id IN (SELECT patient_id FROM {PATIENTS}))""")
     con.execute("CREATE OR REPLACE TEMP TABLE _inc_med_rows AS SELECT row_id FROM _inc_new_meds")
     delta.patients = con.execute(f"SELECT count(*) FROM {PATIENTS}").fetchone()[0]
+    _old_contributions(con, delta)
     delta.planned = True
     restaged = con.execute("SELECT count(*) FROM _inc_lab_rows").fetchone()[0]
     LOG.info("incremental: %s patients affected, %s lab rows restaged", f"{delta.patients:,}", f"{restaged:,}")
@@ -188,6 +204,55 @@ def _recompute_patients(con: duckdb.DuckDBPyConnection, name: str) -> None:
     with shadows(con, {t: patients for t in keyed}):
         con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_delta AS {model_sql(name)}")
     _replace(con, table_name(name), patients)
+
+
+def _patient_shadows(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Every by-row and by-patient table narrowed to the affected patients."""
+    patients = f"patient_id IN (SELECT patient_id FROM {PATIENTS})"
+    return {table_name(m): patients for m in (*BY_INPUT_ROW, *BY_PATIENT) if _exists(con, table_name(m))}
+
+
+def _old_contributions(con: duckdb.DuckDBPyConnection, delta: Delta) -> None:
+    """At the plan, before any table changes: each additive model's SQL on the affected patients' rows
+    (_inc_old_<table>), and its guard's answer."""
+    with shadows(con, _patient_shadows(con)):
+        for name in ADDITIVE:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_old_{table_name(name)} AS {model_sql(name)}")
+    delta.guards = {name: _guard(con, name) for name in ADDITIVE_GUARDS}
+
+
+def _guard(con: duckdb.DuckDBPyConnection, name: str) -> list:
+    return con.execute(ADDITIVE_GUARDS[name]).fetchall()
+
+
+def _add_contribution(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """An additive model brought up to date: its rows plus the affected patients' contribution now
+    minus their contribution at the plan, summed per key; the rows the model keeps (models.ADDITIVE)."""
+    table = table_name(name)
+    keys, keep = ADDITIVE[name]
+    with shadows(con, _patient_shadows(con)):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_new_{table} AS {model_sql(name)}")
+    target = f"{_catalog(con)}.main.{table}"
+    columns = con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main' "
+                          "AND table_catalog = current_database() AND table_name = ? ORDER BY ordinal_position",
+                          [table]).fetchall()
+    measures = [(c, t) for c, t in columns if c not in keys]
+    names = ", ".join(c for c, _ in columns)
+    negated = ", ".join(keys + tuple(f"-{c} AS {c}" for c, _ in measures))
+    summed = ", ".join(keys + tuple(f"CAST(sum({c}) AS {t}) AS {c}" for c, t in measures))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _inc_delta AS
+        SELECT {names} FROM (
+            SELECT {summed} FROM (
+                SELECT {names} FROM {target}
+                UNION ALL SELECT {names} FROM _inc_new_{table}
+                UNION ALL SELECT {negated} FROM _inc_old_{table})
+            GROUP BY {", ".join(keys)})
+        WHERE {keep or "true"}""")
+    con.execute(f"DELETE FROM {target}")
+    con.execute(f"INSERT INTO {target} SELECT * FROM _inc_delta")
+    for temp in ("_inc_delta", f"_inc_new_{table}", f"_inc_old_{table}"):
+        con.execute(f"DROP TABLE {temp}")
 
 
 def _replace(con: duckdb.DuckDBPyConnection, table: str, keep: str) -> None:

@@ -43,6 +43,7 @@ FLAG_MODELS: tuple[str, ...] = (
     "intermediate/int_medication_classes",
     "intermediate/int_mg_exposures",
     "intermediate/int_hypokalemia_episodes",
+    "intermediate/int_care_unit_patients",
 )
 # analyse: the marts that results.json and the report read
 MART_MODELS: tuple[str, ...] = (
@@ -73,7 +74,10 @@ VIEWS: frozenset[str] = frozenset({
 #   own fields, the other rows of its patient and the rows that share its result id);
 # - by patient: every row belongs to one patient and depends only on that patient's rows, so only
 #   the patients with new or corrected rows are recomputed;
-# - whole: every other table (one-row settings, aggregates, marts), rebuilt from the tables above.
+# - additive: an aggregate that is a sum over patients (counts, distinct patients, sums of per-patient
+#   sums), brought up to date by adding the affected patients' new contribution and subtracting their
+#   old one (each the model's own SQL on their rows only); the keys, and which rows the model keeps;
+# - whole: every other table (one-row settings, other aggregates, marts), rebuilt from the tables above.
 BY_INPUT_ROW: dict[str, str] = {
     "staging/stg_lab_rows": "raw_labs",
     "staging/stg_medication_rows": "raw_medications",
@@ -86,6 +90,21 @@ BY_PATIENT: frozenset[str] = frozenset({
     "intermediate/int_mg_exposures",
     "intermediate/int_hypokalemia_episodes",
 })
+ADDITIVE: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "intermediate/int_index_patterns": (("window_id", "index_class", "own_bits", "partner_bits"), "row_count > 0"),
+    "intermediate/int_care_unit_patients": (("care_unit",), "patients > 0"),
+    "marts/mart_cooccurrence": (("abnormality", "direction", "window_name", "level"), None),
+    "marts/mart_cooccurrence_clusters": (("abnormality", "direction", "window_name"), "clusters > 0"),
+    "marts/mart_cooccurrence_strata": (("abnormality", "direction", "window_name", "level", "stratum", "stratum_value"),
+                                       "index_count > 0 or denominator > 0"),
+}
+# What an additive model reads whole besides the patients' rows: the answer of this query must be the
+# same before and after the night, or the model is rebuilt whole (a care unit that reaches or leaves
+# min_cell_size patients changes how every patient's results in it are grouped).
+ADDITIVE_GUARDS: dict[str, str] = {
+    "marts/mart_cooccurrence_strata": "SELECT care_unit FROM int_care_unit_patients CROSS JOIN params "
+                                      "WHERE patients >= min_cell_size ORDER BY care_unit",
+}
 
 
 def model_path(name: str) -> Path:

@@ -2,20 +2,13 @@
 -- (docs/definitions.md section 4, Strata). Grain: one row per abnormality x direction x window x level x
 -- stratum ('year', 'care_unit', 'age', 'sex' or 'age_sex') x stratum value found; rows without a value
 -- are absent (zero). An index result's stratum is its own: the year of its collection time, its care unit
--- ('unknown' when it has none; 'other' for a unit shared by fewer than min_cell_size patients, as in
--- mart_audit), the patient's age in whole years at it (collection year minus birth year; pipelines/epi.py
+-- ('unknown' when it has none; 'other' for a unit shared by fewer than min_cell_size patients, counted in
+-- int_care_unit_patients, as in mart_audit), the patient's age in whole years at it (collection year minus birth year; pipelines/epi.py
 -- groups ages into the configured bands) and sex (mart_patient_demographics; 'unknown' without a
 -- loaded patients row), and 'age|sex' for age-sex standardisation.
 -- The patient level counts each patient in the stratum of the row that counts them (their first index
 -- row, their first row with the partner measured), so the strata of every row sum to mart_cooccurrence's.
 with
-
-unit_patients as (
-    select care_unit, count(distinct patient_id) as patients
-    from int_lab_results
-    where care_unit is not null
-    group by care_unit
-),
 
 strata as (
     -- each index result's own strata (index results only: the join below then holds a quarter of the
@@ -32,7 +25,7 @@ strata as (
             'unknown') as age_value,
         coalesce(d.sex, 'unknown') as sex_value
     from int_lab_results as r
-    left join unit_patients as u on u.care_unit = r.care_unit
+    left join int_care_unit_patients as u on u.care_unit = r.care_unit
     left join mart_patient_demographics as d on d.patient_id = r.patient_id and d.status = 'loaded'
     cross join params as p
     where r.row_id in (select row_id from int_index_windows)
