@@ -29,40 +29,12 @@ Patterns = tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]
 def patient_patterns(con: duckdb.DuckDBPyConnection, abnormalities: list[str]) -> dict[str, Patterns]:
     """Per abnormality, (count, outcome, exposure, covariates) of its patient-level data set, as distinct
     patterns: the patients are grouped in SQL by what the fit reads (outcome, exposure, age, sex, the
-    drug classes exposed), so only the patterns and their counts reach Python. One query answers
-    every abnormality (one sort of the index rows)."""
+    drug classes exposed; sql/marts/mart_adjusted_patterns.sql), so only the patterns and their counts
+    reach Python."""
     found = con.execute(
-        "WITH defs AS (SELECT d.abnormality, d.measured_bit, d.abnormal_bit FROM param_abnormality_definitions AS d "
-        "CROSS JOIN params AS p WHERE d.abnormality IN (SELECT unnest(?)) AND (d.hypocalcemia_definition IS NULL "
-        "OR d.hypocalcemia_definition = p.hypocalcemia_definition)), "
-        "win AS (SELECT window_id FROM param_windows ORDER BY window_id DESC LIMIT 1), "
-        "measured AS (SELECT d.abnormality, iw.row_id, iw.patient_id, iw.index_class, iw.at_s, iw.result_id_num, "
-        "iw.result_id, (iw.partner_bits & d.abnormal_bit) <> 0 AS is_abnormal "
-        "FROM int_index_windows AS iw JOIN win ON win.window_id = iw.window_id CROSS JOIN defs AS d "
-        "WHERE iw.index_class IN ('hypo', 'normo') AND (iw.partner_bits & d.measured_bit) <> 0), "
-        # each patient's first row: its earliest time first (an aggregate), then the order among those rows
-        "earliest AS (SELECT abnormality, patient_id, min(at_s) AS at_s FROM measured GROUP BY abnormality, patient_id), "
-        "eligible AS (SELECT m.*, row_number() OVER (PARTITION BY m.abnormality, m.patient_id "
-        "ORDER BY m.result_id_num, m.result_id, m.row_id) AS k FROM measured AS m JOIN earliest AS e "
-        "ON e.abnormality = m.abnormality AND e.patient_id = m.patient_id AND e.at_s = m.at_s), "
-        "firsts AS (SELECT e.abnormality, e.row_id, e.index_class = 'hypo' AS hypo, e.is_abnormal, "
-        "CAST(strftime(r.collected_at, '%Y') AS DOUBLE) - m.birth_year AS age, coalesce(m.sex, 'unknown') AS sex "
-        "FROM eligible AS e JOIN int_lab_results AS r ON r.row_id = e.row_id "
-        "LEFT JOIN mart_patient_demographics AS m ON m.patient_id = e.patient_id AND m.status = 'loaded' "
-        "WHERE e.k = 1), "
-        # the drug classes present and exposed at each first row, as bits of the classes in name order
-        "class_bits AS (SELECT drug_class, CAST(1 AS BIGINT) << CAST(row_number() OVER (ORDER BY drug_class) - 1 "
-        "AS INTEGER) AS bit FROM (SELECT DISTINCT drug_class FROM ref_drug_classes)), "
-        "classes AS (SELECT x.row_id, bit_or(b.bit) AS present, "
-        "coalesce(bit_or(CASE WHEN x.is_exposed THEN b.bit END), 0) AS exposed "
-        "FROM int_mg_exposures AS x JOIN class_bits AS b ON b.drug_class = x.drug_class "
-        "WHERE x.row_id IN (SELECT row_id FROM firsts) GROUP BY x.row_id) "
-        "SELECT f.abnormality, f.hypo, f.is_abnormal, f.age, f.sex, coalesce(c.present, 0) AS present, "
-        "coalesce(c.exposed, 0) AS exposed, count(*) AS patients "
-        "FROM firsts AS f LEFT JOIN classes AS c ON c.row_id = f.row_id "
-        "GROUP BY f.abnormality, f.hypo, f.is_abnormal, f.age, f.sex, c.present, c.exposed "
-        "ORDER BY f.abnormality, f.hypo, f.is_abnormal, f.age NULLS LAST, f.sex, present, exposed",
-        [abnormalities]).fetchall()
+        "SELECT abnormality, hypo, is_abnormal, age, sex, present, exposed, patients FROM mart_adjusted_patterns "
+        "WHERE abnormality IN (SELECT unnest(?)) "
+        "ORDER BY abnormality, hypo, is_abnormal, age NULLS LAST, sex, present, exposed", [abnormalities]).fetchall()
     names = [r[0] for r in con.execute("SELECT DISTINCT drug_class FROM ref_drug_classes ORDER BY drug_class").fetchall()]
     by_abnormality: dict[str, list[tuple]] = {a: [] for a in abnormalities}
     for abnormality, *row in found:

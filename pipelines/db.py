@@ -122,6 +122,13 @@ def create_parameter_tables(con: duckdb.DuckDBPyConnection, config: Config) -> N
     con.execute("INSERT INTO param_bits VALUES (?, ?, ?, ?)",
                 [1 << MG_MEASURED_BIT, 1 << HYPOMG_BIT, (1 << MAX_DEFINITIONS) - 1,
                  ((1 << MAX_DEFINITIONS) - 1) << ABNORMAL_FIRST_BIT])
+    from pipelines.sweep import create_sweep_tables  # deferred: sweep reads these tables' helpers (rows)
+
+    create_sweep_tables(con, config)
+    # the lab rows this run reads first (raw_labs.row_id): checks of a file's own rows look at the files
+    # a nightly run loads (pipelines/incremental.py sets it); every row otherwise
+    con.execute("CREATE OR REPLACE TABLE run_scope (first_new_lab_row_id BIGINT)")
+    con.execute("INSERT INTO run_scope VALUES (0)")
     # input columns verified as not identifying (config.privacy.allow_columns), read by the
     # identifier guard at ingest (pipelines/ingest/identifiers.py)
     con.execute("CREATE OR REPLACE TABLE param_allow_columns (column_name VARCHAR)")

@@ -423,11 +423,10 @@ def _group_counts(con: duckdb.DuckDBPyConnection, index_class: str, bands: tuple
     base = f"FROM int_lab_flags AS f WHERE f.analyte = 'MG' AND {where}"
     results, patients = con.execute(f"SELECT count(*), count(DISTINCT f.patient_id) {base}").fetchone()
     units = dict(con.execute(
-        "WITH unit_patients AS (SELECT care_unit, count(DISTINCT patient_id) AS patients FROM int_lab_results "
-        "WHERE care_unit IS NOT NULL GROUP BY care_unit) "
         "SELECT CASE WHEN r.care_unit IS NULL THEN 'unknown' WHEN u.patients >= p.min_cell_size THEN r.care_unit "
         "ELSE 'other' END AS unit, count(*) FROM int_lab_flags AS f "
-        "JOIN int_lab_results AS r ON r.row_id = f.row_id LEFT JOIN unit_patients AS u ON u.care_unit = r.care_unit "
+        "JOIN int_lab_results AS r ON r.row_id = f.row_id "
+        "LEFT JOIN int_care_unit_patients AS u ON u.care_unit = r.care_unit "
         f"CROSS JOIN params AS p WHERE f.analyte = 'MG' AND {where} GROUP BY 1").fetchall())
     exposed = dict(con.execute(
         "SELECT x.drug_class, count(*) FILTER (WHERE x.is_exposed) FROM int_mg_exposures AS x "

@@ -78,9 +78,9 @@ class Delta:
 
 # Configuration that no model reads: how and when a run runs, the statistics computed in Python, and
 # where the configuration file is.
-RUN_ONLY_SECTIONS = ("engine", "schedule", "statistics", "sweep", "source_path")
+RUN_ONLY_SECTIONS = ("engine", "schedule", "statistics", "source_path")
 # The code that fills the tables the models read besides the raw rows: parameter and seed tables.
-TABLE_CODE = (Path(__file__).with_name("db.py"), Path(__file__).with_name("seeds.py"))
+TABLE_CODE = tuple(Path(__file__).with_name(name) for name in ("db.py", "seeds.py", "sweep.py"))
 
 
 def fingerprint(config: Config) -> str:
@@ -109,6 +109,7 @@ def before_ingest(con: duckdb.DuckDBPyConnection, config: Config) -> Delta:
     """The plan's start, taken before the night's files are read: the raw row ids so far, and whether
     the database can be brought up to date (built before by the same models and configuration)."""
     rows_before = {raw: _max_row_id(con, raw) for raw in ROWS}
+    con.execute("UPDATE run_scope SET first_new_lab_row_id = ?", [rows_before["raw_labs"] + 1])
     if not _exists(con, "int_index_windows"):
         return Delta(rows_before, full=True, reason="no models built yet")
     if stored_fingerprint(con) != fingerprint(config):

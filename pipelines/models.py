@@ -59,6 +59,8 @@ MART_MODELS: tuple[str, ...] = (
     "marts/mart_cooccurrence_clusters",
     "marts/mart_patient_demographics",
     "marts/mart_cooccurrence_strata",
+    "marts/mart_sweep",
+    "marts/mart_adjusted_patterns",
 )
 BUILD_ORDER: tuple[str, ...] = NORMALISE_MODELS + FLAG_MODELS + MART_MODELS
 # Views: models whose rows are a projection of one table, cheaper to compute inside each reader's
@@ -97,6 +99,10 @@ ADDITIVE: dict[str, tuple[tuple[str, ...], str | None]] = {
     "marts/mart_cooccurrence_clusters": (("abnormality", "direction", "window_name"), "clusters > 0"),
     "marts/mart_cooccurrence_strata": (("abnormality", "direction", "window_name", "level", "stratum", "stratum_value"),
                                        "index_count > 0 or denominator > 0"),
+    "marts/mart_sweep": (("direction", "abnormality", "definition_id", "threshold_canonical", "window_seconds"),
+                         "numerator > 0 or denominator > 0"),
+    "marts/mart_adjusted_patterns": (("abnormality", "hypo", "is_abnormal", "age", "sex", "present", "exposed"),
+                                     "patients > 0"),
 }
 # What an additive model reads whole besides the patients' rows: the answer of this query must be the
 # same before and after the night, or the model is rebuilt whole (a care unit that reaches or leaves

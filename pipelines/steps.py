@@ -272,7 +272,7 @@ def analyse_step(run: Run) -> Run:
     from pipelines import analyse  # deferred: SciPy's statistics load when a run gets this far, not at start-up
 
     started = time.perf_counter()
-    spark.build_models(run, models.MART_MODELS)
+    build(run, models.MART_MODELS)
     if run.delta is not None:  # every model is now that of this code and configuration
         incremental.record_fingerprint(run.con, run.config)
         LOG.info("incremental: %s", run.delta.summary(run.con))
@@ -453,15 +453,19 @@ def write_outputs(run: Run) -> Run:
     _write_json(stage / "validation.json", run.validation)
     _write_json(stage / "restricted" / "accounting.json", run.exact_accounting)  # exact, unsuppressed
     os.chmod(stage / "restricted" / "accounting.json", 0o600)
-    for table, name in RESTRICTED_OUTPUTS:
-        path = stage / "restricted" / f"{name}.parquet"
-        # the path is an argument, never SQL text; the run's own connection sees its open transaction.
-        # DuckDB refuses the relation API while an earlier result is not fetched to its end (fetchone
-        # leaves it open): a statement fetched to its end closes it.
-        run.con.execute("SELECT 1").fetchall()
-        run.con.table(table).write_parquet(str(path))
-        os.chmod(path, 0o600)
-    worklist.write_worklist(run.con, stage / "restricted")  # restricted/worklist.csv, .xlsx (0600)
+    # restricted/worklist.csv, .xlsx (0600), written in a thread while DuckDB writes the Parquet files
+    worklist_written = worklist.start_writing(run.con, stage / "restricted")
+    try:
+        for table, name in RESTRICTED_OUTPUTS:
+            path = stage / "restricted" / f"{name}.parquet"
+            # the path is an argument, never SQL text; the run's own connection sees its open transaction.
+            # DuckDB refuses the relation API while an earlier result is not fetched to its end (fetchone
+            # leaves it open): a statement fetched to its end closes it.
+            run.con.execute("SELECT 1").fetchall()
+            run.con.table(table).write_parquet(str(path))
+            os.chmod(path, 0o600)
+    finally:  # the thread's files are complete (or its error raised) before the folder can go
+        worklist_written()
     write_report(stage / "report.html", run.results, man, run.validation)
     timed(run, "report", started)  # man["step_seconds"] is run.timings: the manifest gets it too
     _write_json(stage / "manifest.json", man)

@@ -1,12 +1,9 @@
 """Sensitivity sweep over the co-occurrence window and each abnormality's threshold, both directions,
 result level (docs/definitions.md section 8, Sweep; results.json `sweep`).
 
-One pass finds, for every index result and partner, the distance in time to the nearest partner that
-answers each question (measured, below each swept threshold); every (window, threshold) cell is then a
-count of distances within the window. Windows are time windows only (+/- hours, inclusive; a shared
-specimen does not count) and same-time results of a patient are partners as in section 4, so the cell
-at the run's window and thresholds repeats the `cooccurrence` row of the co-occurrence window.
-The swept values reach the query as bound parameters (temporary tables), never as SQL text.
+The counts are the model sql/marts/mart_sweep.sql; this module chooses the swept values, writes them as
+the parameter tables that model reads (param_sweep_windows, param_sweep_thresholds: bound parameters,
+never SQL text), and publishes the counts with their intervals and suppression.
 """
 from __future__ import annotations
 
@@ -33,82 +30,6 @@ THRESHOLD_STEPS = {"hypokalemia_mmol_l": 0.5, "hyponatremia_mmol_l": 5.0, "hypop
                    "hypocalcemia_mg_dl": 0.5, "ionized_hypocalcemia_mmol_l": 0.15}
 PROPORTION = ("n", "d", "d-n")
 
-SWEEP_SQL = """
-with
-defs as (
-    select d.definition_id, d.abnormality, d.partner_analyte, d.value_source
-    from param_abnormality_definitions as d
-    cross join params as p
-    where d.hypocalcemia_definition is null or d.hypocalcemia_definition = p.hypocalcemia_definition
-),
-reach as (select max(window_seconds) as max_s from tmp_sweep_windows),
-partners as (
-    select f.row_id, f.patient_id, epoch(f.collected_at) as at_s, d.definition_id, f.value_canonical as v
-    from int_lab_flags as f inner join defs as d on d.partner_analyte = f.analyte
-    where d.value_source = 'result'
-    union all
-    select f.row_id, f.patient_id, epoch(f.collected_at), d.definition_id, c.corrected_calcium_mmol_l
-    from int_lab_flags as f
-    inner join int_calcium_corrected as c on c.row_id = f.row_id
-    inner join defs as d on d.partner_analyte = f.analyte
-    where d.value_source = 'corrected_calcium'
-),
-mg as (
-    select row_id, patient_id, epoch(collected_at) as at_s, is_hypomagnesemia as hypo
-    from int_lab_flags where analyte = 'MG'
-),
-a_pairs as (
-    select m.row_id, p.definition_id, abs(p.at_s - m.at_s) as dist, p.v
-    from mg as m
-    cross join reach as r
-    inner join partners as p on p.patient_id = m.patient_id and p.at_s between m.at_s - r.max_s and m.at_s + r.max_s
-    where m.hypo
-),
-a_measured as (
-    select row_id, definition_id, min(dist) as d_measured from a_pairs group by row_id, definition_id
-),
-a_abnormal as (
-    select a.row_id, a.definition_id, t.threshold_canonical, min(a.dist) as d_abnormal
-    from a_pairs as a
-    inner join tmp_sweep_thresholds as t on t.definition_id = a.definition_id and a.v < t.threshold_canonical
-    group by a.row_id, a.definition_id, t.threshold_canonical
-),
-a_cells as (
-    select m.definition_id, t.threshold_canonical, m.d_measured, ab.d_abnormal
-    from a_measured as m
-    inner join tmp_sweep_thresholds as t on t.definition_id = m.definition_id
-    left join a_abnormal as ab on ab.row_id = m.row_id and ab.definition_id = m.definition_id
-        and ab.threshold_canonical = t.threshold_canonical
-),
-b_near as (
-    select p.row_id, p.definition_id, p.v, min(abs(m.at_s - p.at_s)) as d_mg,
-        min(case when m.hypo then abs(m.at_s - p.at_s) end) as d_hypo
-    from partners as p
-    cross join reach as r
-    left join mg as m on m.patient_id = p.patient_id and m.at_s between p.at_s - r.max_s and p.at_s + r.max_s
-    group by p.row_id, p.definition_id, p.v
-),
-counted as (
-    select 'abnormality_given_hypomg' as direction, a.definition_id, a.threshold_canonical, w.window_seconds,
-        sum(case when a.d_measured <= w.window_seconds then 1 else 0 end) as denominator,
-        sum(case when a.d_abnormal <= w.window_seconds then 1 else 0 end) as numerator
-    from a_cells as a cross join tmp_sweep_windows as w
-    group by a.definition_id, a.threshold_canonical, w.window_seconds
-    union all
-    select 'hypomg_given_abnormality', b.definition_id, t.threshold_canonical, w.window_seconds,
-        sum(case when b.d_mg <= w.window_seconds then 1 else 0 end),
-        sum(case when b.d_hypo <= w.window_seconds then 1 else 0 end)
-    from b_near as b
-    inner join tmp_sweep_thresholds as t on t.definition_id = b.definition_id and b.v < t.threshold_canonical
-    cross join tmp_sweep_windows as w
-    group by b.definition_id, t.threshold_canonical, w.window_seconds
-)
-select c.direction, d.abnormality, c.definition_id, c.threshold_canonical, c.window_seconds,
-    cast(c.numerator as bigint) as numerator, cast(c.denominator as bigint) as denominator
-from counted as c inner join defs as d on d.definition_id = c.definition_id
-"""
-
-
 def sweep_values(con: duckdb.DuckDBPyConnection, config: Config) -> tuple[list[float], list[tuple[int, str, float, float]]]:
     """(window hours, [(definition_id, sweep key, threshold in the key's unit, canonical threshold)]):
     the configured lists plus the run's own window and thresholds, each once, in order."""
@@ -132,16 +53,22 @@ def sweep_values(con: duckdb.DuckDBPyConnection, config: Config) -> tuple[list[f
     return hours, thresholds
 
 
+def create_sweep_tables(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+    """param_sweep_windows (window_seconds) and param_sweep_thresholds (definition_id, threshold_canonical):
+    the swept values of sweep_values, read by mart_sweep (after param_abnormality_definitions and params)."""
+    hours, thresholds = sweep_values(con, config)
+    con.execute("CREATE OR REPLACE TABLE param_sweep_windows (window_seconds DOUBLE)")
+    con.executemany("INSERT INTO param_sweep_windows VALUES (?)", [[h * SECONDS_PER_HOUR] for h in hours])
+    con.execute("CREATE OR REPLACE TABLE param_sweep_thresholds (definition_id INTEGER, threshold_canonical DOUBLE)")
+    if thresholds:
+        con.executemany("INSERT INTO param_sweep_thresholds VALUES (?, ?)", [[d, c] for d, _, _, c in thresholds])
+
+
 def sweep_section(con: duckdb.DuckDBPyConnection, config: Config, document: dict[str, Any]) -> dict[str, Any]:
     """results.json `sweep`: one row per direction x abnormality x threshold x window, with suppression."""
     hours, thresholds = sweep_values(con, config)
-    con.execute("CREATE OR REPLACE TEMP TABLE tmp_sweep_windows (window_seconds DOUBLE)")
-    con.executemany("INSERT INTO tmp_sweep_windows VALUES (?)", [[h * SECONDS_PER_HOUR] for h in hours])
-    con.execute("CREATE OR REPLACE TEMP TABLE tmp_sweep_thresholds (definition_id INTEGER, threshold_canonical DOUBLE)")
-    if thresholds:
-        con.executemany("INSERT INTO tmp_sweep_thresholds VALUES (?, ?)", [[d, c] for d, _, _, c in thresholds])
     found = {(r["direction"], r["definition_id"], r["threshold_canonical"], r["window_seconds"]): r
-             for r in rows(con, SWEEP_SQL)}
+             for r in rows(con, "SELECT * FROM mart_sweep")}
     names = {d: a for d, a in con.execute("SELECT definition_id, abnormality FROM param_abnormality_definitions").fetchall()}
     run_hours = config.windows.cooccurrence_hours
     method = config.statistics.interval_method

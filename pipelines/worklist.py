@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import os
 import re
+import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import duckdb
 
@@ -78,7 +79,36 @@ def _owner_only(path: Path) -> None:
 
 def write_worklist(con: duckdb.DuckDBPyConnection, restricted: Path) -> int:
     """restricted/worklist.csv and .xlsx (permissions 0600); returns the number of rows."""
-    rows = worklist_rows(con)
+    return write_rows(worklist_rows(con), restricted)
+
+
+def start_writing(con: duckdb.DuckDBPyConnection, restricted: Path) -> Callable[[], int]:
+    """Read the worklist's rows now and write its files in a thread (the .xlsx writer is pure Python,
+    seconds for a large history, while the caller's next writes run in DuckDB without the GIL); the
+    function returned waits for the files and returns the number of rows (re-raising the thread's error)."""
+    rows = worklist_rows(con)  # the connection is read here only, never from the thread
+    outcome: dict[str, Any] = {}
+
+    def write() -> None:
+        try:
+            outcome["rows"] = write_rows(rows, restricted)
+        except BaseException as exc:  # handed to the caller by wait()
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=write, name="hypomag-worklist", daemon=True)
+    thread.start()
+
+    def wait() -> int:
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["rows"]
+
+    return wait
+
+
+def write_rows(rows: list[dict[str, Any]], restricted: Path) -> int:
+    """restricted/worklist.csv and .xlsx of `rows` (worklist_rows); returns the number of rows."""
     names = [name for name, _ in COLUMNS]
     csv_path, xlsx_path = restricted / "worklist.csv", restricted / "worklist.xlsx"
     _owner_only(csv_path)

@@ -244,3 +244,43 @@ def test_a_plain_run_is_refused_on_a_nightly_database(tmp_path):
     assert "the database of nightly runs (--incremental, serve)" in plain.stderr
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw_labs").fetchone()[0] == 1
+
+
+def test_a_care_unit_reaching_min_cell_size_rebuilds_the_strata(tmp_path):
+    """The strata show a care unit by name once min_cell_size (11) patients have results in it, else as
+    'other'. ICU-A has 10 patients after night 1 (shown as 'other') and 11 after night 2: every earlier
+    ICU-A result moves from 'other' to 'ICU-A', not only the new patient's, so the strata mart is rebuilt
+    whole that night; WARD (12 patients from the start) is brought up to date by its new patient alone."""
+    inbox, root, db = tmp_path / "inbox", tmp_path / "dated", tmp_path / "nightly.duckdb"
+    inbox.mkdir()
+    columns = ["patient_id", "collected_at", "analyte", "value", "unit", "care_unit", "result_id"]
+
+    def patient(pid: str, unit: str) -> list[dict[str, str]]:
+        return [{"patient_id": pid, "collected_at": "2024-03-01 08:00", "analyte": analyte, "value": value,
+                 "unit": u, "care_unit": unit, "result_id": f"{pid}-{analyte}"}
+                for analyte, value, u in (("MG", "1.4", "mg/dL"), ("K", "3.1", "mmol/L"))]
+
+    first = [r for i in range(10) for r in patient(f"A{i}", "ICU-A")]
+    first += [r for i in range(12) for r in patient(f"W{i}", "WARD")]
+    write_rows(inbox / "labs-1.csv", columns, first)
+    assert run(inbox, root, db, tmp_path).returncode == 0
+    strata = "SELECT stratum_value, sum(index_count) FROM mart_cooccurrence_strata WHERE stratum = 'care_unit' " \
+             "AND level = 'result' AND direction = 'abnormality_given_hypomg' AND window_name = '24h' " \
+             "AND abnormality = 'hypokalemia' GROUP BY ALL ORDER BY ALL"
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute(strata).fetchall() == [("WARD", 12), ("other", 10)]
+    write_rows(inbox / "labs-2.csv", columns, patient("W12", "WARD"))
+    second = run(inbox, root, db, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "model mart_cooccurrence_strata: 1 patients recomputed" in second.stderr
+    write_rows(inbox / "labs-3.csv", columns, patient("A10", "ICU-A"))
+    third = run(inbox, root, db, tmp_path)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "model mart_cooccurrence_strata: rebuilt whole" in third.stderr
+    assert "model mart_cooccurrence: 1 patients recomputed" in third.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute(strata).fetchall() == [("ICU-A", 11), ("WARD", 13)]
+    fresh_root, fresh_db = tmp_path / "fresh", tmp_path / "fresh.duckdb"
+    assert run(inbox, fresh_root, fresh_db, tmp_path).returncode == 0
+    assert differing_tables(db, fresh_db) == {}
+    assert results(root) == results(fresh_root)
