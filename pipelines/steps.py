@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import duckdb
 
@@ -86,6 +86,8 @@ class Run:
     feed: dict[str, Any] = field(default_factory=dict)
     # --incremental: what the night recomputes (pipelines/incremental.py), planned at ingest
     delta: incremental.Delta | None = None
+    # the review worklist's files, written from the analyse step on (worklist.start_writing)
+    worklist_written: Callable[[], int] | None = None
 
     @classmethod
     def start(cls, spec: RunSpec) -> Run:
@@ -276,10 +278,30 @@ def analyse_step(run: Run) -> Run:
     if run.delta is not None:  # every model is now that of this code and configuration
         incremental.record_fingerprint(run.con, run.config)
         LOG.info("incremental: %s", run.delta.summary(run.con))
+    start_worklist(run)  # the .xlsx takes seconds of Python: a child process writes it meanwhile
     run.results = analyse.build_results(run.con, run.config)
     analyse.store_proportions(run.con, run.results)
     timed(run, "analyse", started)
     return run
+
+
+WORKLIST_DIR = "worklist"  # in the run's folder until the outputs are written (owner-only)
+
+
+def start_worklist(run: Run) -> None:
+    """Start writing restricted/worklist.csv and .xlsx (mart_audit_worklist) into the run's folder, the
+    .xlsx in a child process (worklist.start_writing); write_outputs waits for them and moves them into
+    restricted/. A retried step waits for the earlier attempt's child first."""
+    if run.worklist_written is not None:
+        try:
+            run.worklist_written()
+        except Exception:  # the earlier attempt's files are written again below
+            pass
+    folder = run.run_dir / WORKLIST_DIR
+    remove(folder)
+    folder.mkdir(mode=0o700)
+    os.chmod(folder, 0o700)
+    run.worklist_written = worklist.start_writing(run.con, folder)
 
 
 def validate_step(run: Run, stage: str) -> Run:
@@ -453,8 +475,8 @@ def write_outputs(run: Run) -> Run:
     _write_json(stage / "validation.json", run.validation)
     _write_json(stage / "restricted" / "accounting.json", run.exact_accounting)  # exact, unsuppressed
     os.chmod(stage / "restricted" / "accounting.json", 0o600)
-    # restricted/worklist.csv, .xlsx (0600), written in a thread while DuckDB writes the Parquet files
-    worklist_written = worklist.start_writing(run.con, stage / "restricted")
+    if run.worklist_written is None:  # restricted/worklist.csv, .xlsx (0600): started by the analyse step
+        start_worklist(run)
     try:
         for table, name in RESTRICTED_OUTPUTS:
             path = stage / "restricted" / f"{name}.parquet"
@@ -464,9 +486,13 @@ def write_outputs(run: Run) -> Run:
             run.con.execute("SELECT 1").fetchall()
             run.con.table(table).write_parquet(str(path))
             os.chmod(path, 0o600)
-    finally:  # the thread's files are complete (or its error raised) before the folder can go
-        worklist_written()
-    write_report(stage / "report.html", run.results, man, run.validation)
+        write_report(stage / "report.html", run.results, man, run.validation)
+    finally:  # the worklist's files are complete (or its error raised) before the folder can go
+        waiting, run.worklist_written = run.worklist_written, None
+        waiting()
+    for name in ("worklist.csv", "worklist.xlsx"):
+        os.replace(run.run_dir / WORKLIST_DIR / name, stage / "restricted" / name)
+    remove(run.run_dir / WORKLIST_DIR)
     timed(run, "report", started)  # man["step_seconds"] is run.timings: the manifest gets it too
     _write_json(stage / "manifest.json", man)
     if run.spec.incremental:
@@ -572,6 +598,12 @@ def abandon(run: Run) -> None:
     """
     if run.lock is None:
         return
+    if run.worklist_written is not None:  # its child writes into the run's folder: done before that goes
+        try:
+            run.worklist_written()
+        except Exception:
+            pass
+        run.worklist_written = None
     if run.con is not None:
         try:
             run.con.close()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import os
+import pickle
 import re
-import threading
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -83,26 +85,30 @@ def write_worklist(con: duckdb.DuckDBPyConnection, restricted: Path) -> int:
 
 
 def start_writing(con: duckdb.DuckDBPyConnection, restricted: Path) -> Callable[[], int]:
-    """Read the worklist's rows now and write its files in a thread (the .xlsx writer is pure Python,
-    seconds for a large history, while the caller's next writes run in DuckDB without the GIL); the
-    function returned waits for the files and returns the number of rows (re-raising the thread's error)."""
-    rows = worklist_rows(con)  # the connection is read here only, never from the thread
-    outcome: dict[str, Any] = {}
-
-    def write() -> None:
-        try:
-            outcome["rows"] = write_rows(rows, restricted)
-        except BaseException as exc:  # handed to the caller by wait()
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=write, name="hypomag-worklist", daemon=True)
-    thread.start()
+    """Write restricted/worklist.csv now and worklist.xlsx in a child process (the .xlsx writer is pure
+    Python, seconds for a large history, and a thread would hold this process's interpreter lock while
+    the run computes its statistics); the function returned waits for the child and returns the number
+    of rows, or raises RuntimeError with the child's last error line."""
+    rows = worklist_rows(con)
+    names = [name for name, _ in COLUMNS]
+    _write_csv(rows, names, restricted / "worklist.csv")
+    child = subprocess.Popen([sys.executable, "-m", "pipelines.worklist", str(restricted / "worklist.xlsx"),
+                              str(os.getpid())],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        child.stdin.write(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
+        child.stdin.close()
+    except BrokenPipeError:  # the child failed at start: wait() reports its error
+        pass
 
     def wait() -> int:
-        thread.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["rows"]
+        error = child.stderr.read()  # to its end: the child has exited or closed it
+        child.stderr.close()
+        child.wait()
+        if child.returncode != 0:
+            lines = error.decode("utf-8", "replace").strip().splitlines() or ["no message"]
+            raise RuntimeError(f"writing {restricted / 'worklist.xlsx'} failed (exit {child.returncode}): {lines[-1]}")
+        return len(rows)
 
     return wait
 
@@ -110,18 +116,22 @@ def start_writing(con: duckdb.DuckDBPyConnection, restricted: Path) -> Callable[
 def write_rows(rows: list[dict[str, Any]], restricted: Path) -> int:
     """restricted/worklist.csv and .xlsx of `rows` (worklist_rows); returns the number of rows."""
     names = [name for name, _ in COLUMNS]
-    csv_path, xlsx_path = restricted / "worklist.csv", restricted / "worklist.xlsx"
-    _owner_only(csv_path)
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+    _write_csv(rows, names, restricted / "worklist.csv")
+    _write_xlsx(rows, names, restricted / "worklist.xlsx")
+    return len(rows)
+
+
+def _write_csv(rows: list[dict[str, Any]], names: list[str], path: Path) -> None:
+    _owner_only(path)
+    with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(names)
         for row in rows:
             writer.writerow([_text(row[n]) for n in names])
-    _write_xlsx(rows, names, xlsx_path)
-    return len(rows)
 
 
-def _write_xlsx(rows: list[dict[str, Any]], names: list[str], path: Path) -> None:
+def _write_xlsx(rows: list[dict[str, Any]], names: list[str], path: Path,
+                before_close: Callable[[], None] | None = None) -> None:
     """One sheet `worklist`, streamed row by row (constant memory), date-times as spreadsheet dates."""
     import xlsxwriter  # only the worklist needs it
 
@@ -132,5 +142,21 @@ def _write_xlsx(rows: list[dict[str, Any]], names: list[str], path: Path) -> Non
     sheet.write_row(0, 0, names)
     for number, row in enumerate(rows, start=1):
         sheet.write_row(number, 0, [_cell(row[n]) for n in names])
+    if before_close is not None:
+        before_close()
     book.close()
     os.chmod(path, OWNER_ONLY)
+
+
+def _parent_alive(parent: int) -> Callable[[], None]:
+    """Before the file is made: a run killed meanwhile has no use for it, and the next run removes its
+    folder, so the child writes nothing then."""
+    def check() -> None:
+        if os.getppid() != parent:
+            raise SystemExit(1)
+    return check
+
+
+if __name__ == "__main__":  # start_writing's child: the rows (pickled by the parent) on stdin; the .xlsx path
+    _write_xlsx(pickle.load(sys.stdin.buffer), [name for name, _ in COLUMNS], Path(sys.argv[1]),
+                before_close=_parent_alive(int(sys.argv[2])))

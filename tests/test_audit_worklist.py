@@ -144,3 +144,28 @@ def test_reflex_simulator_on_episodes_withholds_only_what_a_small_prevalence_giv
     assert (first["suppressed"], first["extra_mg_tests"], first["untested_episodes"]) == (False, 20, 20)
     assert first["detections_suppressed"] and first["expected_hypomg_detections"] is None
     assert shown["prevalence_among_tested"][0]["suppressed"] is True
+
+
+def test_the_xlsx_written_by_a_child_process_equals_the_one_written_in_process(tmp_path):
+    """A run writes the .xlsx in a child process (worklist.start_writing) while it computes its statistics:
+    the same sheet as write_worklist's, and a failure of the child is an error naming the file."""
+    import zipfile
+
+    import pytest
+
+    from pipelines.worklist import start_writing
+
+    con = make_db(tmp_path, labs=LABS, meds=MEDS)
+    here, child = tmp_path / "here", tmp_path / "child"
+    here.mkdir()
+    child.mkdir()
+    assert write_worklist(con, here) == 5
+    assert start_writing(con, child)() == 5
+    assert (child / "worklist.csv").read_bytes() == (here / "worklist.csv").read_bytes()
+    sheets = [zipfile.ZipFile(folder / "worklist.xlsx").read("xl/worksheets/sheet1.xml") for folder in (here, child)]
+    assert sheets[0] == sheets[1] and b"g_unchecked_low_later" in sheets[0]
+    assert stat.S_IMODE((child / "worklist.xlsx").stat().st_mode) == 0o600
+    broken = tmp_path / "broken"
+    (broken / "worklist.xlsx").mkdir(parents=True)  # a folder where the file should go
+    with pytest.raises(RuntimeError, match="worklist.xlsx failed"):
+        start_writing(con, broken)()
