@@ -19,6 +19,7 @@ import secrets
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -271,10 +272,14 @@ def flag_step(run: Run) -> Run:
 
 def analyse_step(run: Run) -> Run:
     """Marts, statistics, reference comparisons and small-cell suppression."""
-    from pipelines import analyse  # deferred: SciPy's statistics load when a run gets this far, not at start-up
-
     started = time.perf_counter()
+    # SciPy's statistics and the GLM load when a run gets this far, not at start-up: in a thread while
+    # DuckDB builds the marts (DuckDB releases the interpreter lock)
+    importing = threading.Thread(target=_import_statistics, name="hypomag-statistics-import", daemon=True)
+    importing.start()
     build(run, models.MART_MODELS)
+    importing.join()
+    from pipelines import analyse
     if run.delta is not None:  # every model is now that of this code and configuration
         incremental.record_fingerprint(run.con, run.config)
         LOG.info("incremental: %s", run.delta.summary(run.con))
@@ -283,6 +288,15 @@ def analyse_step(run: Run) -> Run:
     analyse.store_proportions(run.con, run.results)
     timed(run, "analyse", started)
     return run
+
+
+def _import_statistics() -> None:
+    """The analyse step's modules; an import error is raised again by the step's own import."""
+    try:
+        import pipelines.analyse  # noqa: F401
+        from statsmodels.genmod import families, generalized_linear_model  # noqa: F401  (pipelines/adjusted.py)
+    except Exception:
+        pass
 
 
 WORKLIST_DIR = "worklist"  # in the run's folder until the outputs are written (owner-only)
