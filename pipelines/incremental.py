@@ -109,11 +109,13 @@ def before_ingest(con: duckdb.DuckDBPyConnection, config: Config) -> Delta:
     """The plan's start, taken before the night's files are read: the raw row ids so far, and whether
     the database can be brought up to date (built before by the same models and configuration)."""
     rows_before = {raw: _max_row_id(con, raw) for raw in ROWS}
-    con.execute("UPDATE run_scope SET first_new_lab_row_id = ?", [rows_before["raw_labs"] + 1])
     if not _exists(con, "int_index_windows"):
         return Delta(rows_before, full=True, reason="no models built yet")
     if stored_fingerprint(con) != fingerprint(config):
         return Delta(rows_before, full=True, reason="the models or the configuration changed")
+    # checks of a file's own rows (run_scope) read the night's files: earlier files were checked by the
+    # same models and configuration when they were loaded
+    con.execute("UPDATE run_scope SET first_new_lab_row_id = ?", [rows_before["raw_labs"] + 1])
     return Delta(rows_before, full=False, reason="")
 
 
@@ -231,6 +233,9 @@ def _add_contribution(con: duckdb.DuckDBPyConnection, name: str) -> None:
     minus their contribution at the plan, summed per key; the rows the model keeps (models.ADDITIVE)."""
     table = table_name(name)
     keys, keep = ADDITIVE[name]
+    if not con.execute(f"SELECT count(*) FROM {PATIENTS}").fetchone()[0]:  # a night without new rows
+        con.execute(f"DROP TABLE _inc_old_{table}")
+        return
     with shadows(con, _patient_shadows(con)):
         con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_new_{table} AS {model_sql(name)}")
     target = f"{_catalog(con)}.main.{table}"

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 
@@ -87,8 +87,8 @@ class Run:
     feed: dict[str, Any] = field(default_factory=dict)
     # --incremental: what the night recomputes (pipelines/incremental.py), planned at ingest
     delta: incremental.Delta | None = None
-    # the review worklist's files, written from the analyse step on (worklist.start_writing)
-    worklist_written: Callable[[], int] | None = None
+    # the review worklist's .xlsx, written by a child process from the analyse step on (worklist.start_writing)
+    worklist_xlsx: worklist.Writing | None = None
 
     @classmethod
     def start(cls, spec: RunSpec) -> Run:
@@ -305,17 +305,14 @@ WORKLIST_DIR = "worklist"  # in the run's folder until the outputs are written (
 def start_worklist(run: Run) -> None:
     """Start writing restricted/worklist.csv and .xlsx (mart_audit_worklist) into the run's folder, the
     .xlsx in a child process (worklist.start_writing); write_outputs waits for them and moves them into
-    restricted/. A retried step waits for the earlier attempt's child first."""
-    if run.worklist_written is not None:
-        try:
-            run.worklist_written()
-        except Exception:  # the earlier attempt's files are written again below
-            pass
+    restricted/."""
+    if run.worklist_xlsx is not None:  # an earlier start (a step run again): its files are written again below
+        run.worklist_xlsx.cancel()
     folder = run.run_dir / WORKLIST_DIR
     remove(folder)
     folder.mkdir(mode=0o700)
     os.chmod(folder, 0o700)
-    run.worklist_written = worklist.start_writing(run.con, folder)
+    run.worklist_xlsx = worklist.start_writing(run.con, folder)
 
 
 def validate_step(run: Run, stage: str) -> Run:
@@ -489,8 +486,9 @@ def write_outputs(run: Run) -> Run:
     _write_json(stage / "validation.json", run.validation)
     _write_json(stage / "restricted" / "accounting.json", run.exact_accounting)  # exact, unsuppressed
     os.chmod(stage / "restricted" / "accounting.json", 0o600)
-    if run.worklist_written is None:  # restricted/worklist.csv, .xlsx (0600): started by the analyse step
+    if run.worklist_xlsx is None:  # restricted/worklist.csv, .xlsx (0600): started by the analyse step
         start_worklist(run)
+    writing = run.worklist_xlsx
     try:
         for table, name in RESTRICTED_OUTPUTS:
             path = stage / "restricted" / f"{name}.parquet"
@@ -501,9 +499,12 @@ def write_outputs(run: Run) -> Run:
             run.con.table(table).write_parquet(str(path))
             os.chmod(path, 0o600)
         write_report(stage / "report.html", run.results, man, run.validation)
-    finally:  # the worklist's files are complete (or its error raised) before the folder can go
-        waiting, run.worklist_written = run.worklist_written, None
-        waiting()
+    except BaseException:  # a failed or stopped run: the child stops before the folder goes
+        run.worklist_xlsx = None
+        writing.cancel()
+        raise
+    run.worklist_xlsx = None
+    writing.wait()  # the .xlsx complete, or the child's error raised
     for name in ("worklist.csv", "worklist.xlsx"):
         os.replace(run.run_dir / WORKLIST_DIR / name, stage / "restricted" / name)
     remove(run.run_dir / WORKLIST_DIR)
@@ -612,12 +613,9 @@ def abandon(run: Run) -> None:
     """
     if run.lock is None:
         return
-    if run.worklist_written is not None:  # its child writes into the run's folder: done before that goes
-        try:
-            run.worklist_written()
-        except Exception:
-            pass
-        run.worklist_written = None
+    if run.worklist_xlsx is not None:  # its child writes into the run's folder: stopped before that goes
+        run.worklist_xlsx.cancel()
+        run.worklist_xlsx = None
     if run.con is not None:
         try:
             run.con.close()

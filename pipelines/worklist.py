@@ -13,11 +13,13 @@ import pickle
 import re
 import subprocess
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import duckdb
+if TYPE_CHECKING:  # the .xlsx child imports this module: it needs no DuckDB
+    import duckdb
 
 SECONDS_PER_HOUR = 3600.0
 # (column in the files, column of mart_audit_worklist)
@@ -84,33 +86,69 @@ def write_worklist(con: duckdb.DuckDBPyConnection, restricted: Path) -> int:
     return write_rows(worklist_rows(con), restricted)
 
 
-def start_writing(con: duckdb.DuckDBPyConnection, restricted: Path) -> Callable[[], int]:
-    """Write restricted/worklist.csv now and worklist.xlsx in a child process (the .xlsx writer is pure
+class Writing:
+    """The .xlsx being written by start_writing's child process: wait() for it, or cancel() it."""
+
+    def __init__(self, child: subprocess.Popen, path: Path, rows: int, feeding: threading.Thread):
+        self._child, self._path, self._rows, self._feeding = child, path, rows, feeding
+
+    def wait(self) -> int:
+        """The number of rows once the file is complete. The child's failure is raised here: OSError (a
+        disk or permission problem, exit 2 for the run) or RuntimeError with its last error line."""
+        error = self._child.stderr.read()  # to its end: the child has exited or closed it
+        self._child.stderr.close()
+        self._child.wait()
+        self._feeding.join()
+        if self._child.returncode == 0:
+            return self._rows
+        lines = error.decode("utf-8", "replace").strip().splitlines() or ["no message"]
+        found = OS_ERROR.fullmatch(lines[-1])
+        if self._child.returncode == OS_ERROR_EXIT and found:
+            raise OSError(int(found["errno"]), found["message"], found["filename"])
+        raise RuntimeError(f"writing {self._path} failed (exit {self._child.returncode}): {lines[-1]}")
+
+    def cancel(self) -> None:
+        """Stop the child (a failed or stopped run has no use for the file) and reap it."""
+        if self._child.poll() is None:
+            self._child.kill()
+        self._child.wait()
+        self._child.stderr.close()
+        self._feeding.join()
+
+
+# the child's report of an OSError: its last stderr line, and its exit code
+OS_ERROR = re.compile(r"OSError errno=(?P<errno>\d+) filename=(?P<filename>.*?) message=(?P<message>.*)")
+OS_ERROR_EXIT = 3
+PARENT_CHECK_ROWS = 2000  # the child stops within this many rows of its run being killed
+
+
+def start_writing(con: duckdb.DuckDBPyConnection, restricted: Path) -> Writing:
+    """Write restricted/worklist.csv now and worklist.xlsx in a child process: the .xlsx writer is pure
     Python, seconds for a large history, and a thread would hold this process's interpreter lock while
-    the run computes its statistics); the function returned waits for the child and returns the number
-    of rows, or raises RuntimeError with the child's last error line."""
+    the run computes its statistics. The rows reach the child pickled on its stdin, fed by a thread so
+    that nothing here waits for the child to start."""
     rows = worklist_rows(con)
     names = [name for name, _ in COLUMNS]
     _write_csv(rows, names, restricted / "worklist.csv")
-    child = subprocess.Popen([sys.executable, "-m", "pipelines.worklist", str(restricted / "worklist.xlsx"),
-                              str(os.getpid())],
+    path = restricted / "worklist.xlsx"
+    child = subprocess.Popen([sys.executable, "-m", "pipelines.worklist", str(path), str(os.getpid())],
                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        child.stdin.write(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
-        child.stdin.close()
-    except BrokenPipeError:  # the child failed at start: wait() reports its error
-        pass
+    payload = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def wait() -> int:
-        error = child.stderr.read()  # to its end: the child has exited or closed it
-        child.stderr.close()
-        child.wait()
-        if child.returncode != 0:
-            lines = error.decode("utf-8", "replace").strip().splitlines() or ["no message"]
-            raise RuntimeError(f"writing {restricted / 'worklist.xlsx'} failed (exit {child.returncode}): {lines[-1]}")
-        return len(rows)
+    def feed() -> None:
+        try:
+            child.stdin.write(payload)
+        except (BrokenPipeError, ValueError):  # the child stopped: wait() reports why
+            pass
+        finally:
+            try:
+                child.stdin.close()
+            except BrokenPipeError:
+                pass
 
-    return wait
+    feeding = threading.Thread(target=feed, name="hypomag-worklist-rows", daemon=True)
+    feeding.start()
+    return Writing(child, path, len(rows), feeding)
 
 
 def write_rows(rows: list[dict[str, Any]], restricted: Path) -> int:
@@ -131,7 +169,7 @@ def _write_csv(rows: list[dict[str, Any]], names: list[str], path: Path) -> None
 
 
 def _write_xlsx(rows: list[dict[str, Any]], names: list[str], path: Path,
-                before_close: Callable[[], None] | None = None) -> None:
+                check: Callable[[], None] | None = None) -> None:
     """One sheet `worklist`, streamed row by row (constant memory), date-times as spreadsheet dates."""
     import xlsxwriter  # only the worklist needs it
 
@@ -142,21 +180,33 @@ def _write_xlsx(rows: list[dict[str, Any]], names: list[str], path: Path,
     sheet.write_row(0, 0, names)
     for number, row in enumerate(rows, start=1):
         sheet.write_row(number, 0, [_cell(row[n]) for n in names])
-    if before_close is not None:
-        before_close()
+        if check is not None and number % PARENT_CHECK_ROWS == 0:
+            check()
+    if check is not None:
+        check()
     book.close()
     os.chmod(path, OWNER_ONLY)
 
 
 def _parent_alive(parent: int) -> Callable[[], None]:
-    """Before the file is made: a run killed meanwhile has no use for it, and the next run removes its
-    folder, so the child writes nothing then."""
+    """A check the child makes as it writes: a run killed meanwhile has no use for the file (the next run
+    removes its folder), so the child stops."""
     def check() -> None:
         if os.getppid() != parent:
             raise SystemExit(1)
     return check
 
 
-if __name__ == "__main__":  # start_writing's child: the rows (pickled by the parent) on stdin; the .xlsx path
-    _write_xlsx(pickle.load(sys.stdin.buffer), [name for name, _ in COLUMNS], Path(sys.argv[1]),
-                before_close=_parent_alive(int(sys.argv[2])))
+def _child(path: Path, parent: int) -> int:
+    """start_writing's child: the rows (pickled by the parent) on stdin; an OSError reported as one line."""
+    try:
+        _write_xlsx(pickle.load(sys.stdin.buffer), [name for name, _ in COLUMNS], path, check=_parent_alive(parent))
+    except OSError as exc:
+        print(f"OSError errno={exc.errno or 0} filename={exc.filename or path} message={exc.strerror or exc}",
+              file=sys.stderr)
+        return OS_ERROR_EXIT
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child(Path(sys.argv[1]), int(sys.argv[2])))
