@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines.config import Config, memory_limit_problem
+from pipelines.config import THRESHOLD_ANALYTES, Config, memory_limit_problem
 from pipelines.errors import ConfigError
 from pipelines.seeds import load_seeds, read_seed, unit_factor
 
@@ -122,8 +122,6 @@ def create_parameter_tables(con: duckdb.DuckDBPyConnection, config: Config) -> N
     con.execute("INSERT INTO param_bits VALUES (?, ?, ?, ?)",
                 [1 << MG_MEASURED_BIT, 1 << HYPOMG_BIT, (1 << MAX_DEFINITIONS) - 1,
                  ((1 << MAX_DEFINITIONS) - 1) << ABNORMAL_FIRST_BIT])
-    from pipelines.sweep import create_sweep_tables  # deferred: sweep reads these tables' helpers (rows)
-
     create_sweep_tables(con, config)
     # the lab rows this run reads first (raw_labs.row_id): checks of a file's own rows look at the files
     # a nightly run loads (pipelines/incremental.py sets it); every row otherwise
@@ -279,3 +277,48 @@ def _boolean(row: dict[str, str | None], key: str, where: str) -> bool:
     if value not in ("true", "false"):
         raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
     return value == "true"
+
+
+# The sensitivity sweep (docs/definitions.md section 8, Sweep; sql/marts/mart_sweep.sql).
+# seed abnormality_definitions' canonical threshold key -> the [sweep] / [thresholds] key in the user's unit
+SWEEP_KEYS = {"hypokalemia_mmol_l": "hypokalemia_mmol_l", "hyponatremia_mmol_l": "hyponatremia_mmol_l",
+              "hypophosphatemia_mmol_l": "hypophosphatemia_mg_dl", "hypocalcemia_mmol_l": "hypocalcemia_mg_dl",
+              "ionized_hypocalcemia_mmol_l": "ionized_hypocalcemia_mmol_l"}
+# blank [sweep] lists follow the run: windows as multiples of the co-occurrence window, and each
+# threshold with one clinically usual step below it (in the key's unit)
+WINDOW_MULTIPLES = (1 / 24, 1 / 4, 1.0, 2.0, 3.0)
+THRESHOLD_STEPS = {"hypokalemia_mmol_l": 0.5, "hyponatremia_mmol_l": 5.0, "hypophosphatemia_mg_dl": 0.5,
+                   "hypocalcemia_mg_dl": 0.5, "ionized_hypocalcemia_mmol_l": 0.15}
+
+def sweep_values(con: duckdb.DuckDBPyConnection, config: Config) -> tuple[list[float], list[tuple[int, str, float, float]]]:
+    """(window hours, [(definition_id, sweep key, threshold in the key's unit, canonical threshold)]):
+    the configured lists plus the run's own window and thresholds, each once, in order."""
+    window = config.windows.cooccurrence_hours
+    listed = config.sweep.windows_hours or tuple(round(window * m, 6) for m in WINDOW_MULTIPLES)
+    hours = sorted(set(listed) | {window})
+    seed = read_seed("abnormality_definitions")
+    thresholds = []
+    for definition_id, in con.execute("SELECT d.definition_id FROM param_abnormality_definitions AS d CROSS JOIN "
+                                      "params AS p WHERE d.hypocalcemia_definition IS NULL OR "
+                                      "d.hypocalcemia_definition = p.hypocalcemia_definition").fetchall():
+        key = SWEEP_KEYS.get(seed[definition_id - 1]["threshold"])
+        if key is None:
+            continue
+        analyte, unit = THRESHOLD_ANALYTES[key]
+        factor = 1.0 if unit == "mmol/l" else unit_factor(analyte, unit)
+        run = getattr(config.thresholds, key)
+        listed = getattr(config.sweep, key) or (round(run - THRESHOLD_STEPS[key], 6),)
+        for value in sorted(set(listed) | {run}):
+            thresholds.append((definition_id, key, value, value * factor))
+    return hours, thresholds
+
+
+def create_sweep_tables(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+    """param_sweep_windows (window_seconds) and param_sweep_thresholds (definition_id, threshold_canonical):
+    the swept values of sweep_values, read by mart_sweep (after param_abnormality_definitions and params)."""
+    hours, thresholds = sweep_values(con, config)
+    con.execute("CREATE OR REPLACE TABLE param_sweep_windows (window_seconds DOUBLE)")
+    con.executemany("INSERT INTO param_sweep_windows VALUES (?)", [[h * SECONDS_PER_HOUR] for h in hours])
+    con.execute("CREATE OR REPLACE TABLE param_sweep_thresholds (definition_id INTEGER, threshold_canonical DOUBLE)")
+    if thresholds:
+        con.executemany("INSERT INTO param_sweep_thresholds VALUES (?, ?)", [[d, c] for d, _, _, c in thresholds])

@@ -80,7 +80,7 @@ class Delta:
 # where the configuration file is.
 RUN_ONLY_SECTIONS = ("engine", "schedule", "statistics", "source_path")
 # The code that fills the tables the models read besides the raw rows: parameter and seed tables.
-TABLE_CODE = tuple(Path(__file__).with_name(name) for name in ("db.py", "seeds.py", "sweep.py"))
+TABLE_CODE = tuple(Path(__file__).with_name(name) for name in ("db.py", "seeds.py"))
 
 
 def fingerprint(config: Config) -> str:

@@ -279,7 +279,7 @@ def analyse_step(run: Run) -> Run:
     importing.start()
     build(run, models.MART_MODELS)
     importing.join()
-    from pipelines import analyse
+    from pipelines import analyse  # deferred: SciPy's statistics load when a run gets this far
     if run.delta is not None:  # every model is now that of this code and configuration
         incremental.record_fingerprint(run.con, run.config)
         LOG.info("incremental: %s", run.delta.summary(run.con))
@@ -293,7 +293,7 @@ def analyse_step(run: Run) -> Run:
 def _import_statistics() -> None:
     """The analyse step's modules; an import error is raised again by the step's own import."""
     try:
-        import pipelines.analyse  # noqa: F401
+        import pipelines.analyse  # noqa: F401 # deferred: loaded in a thread while the marts build
         from statsmodels.genmod import families, generalized_linear_model  # noqa: F401  (pipelines/adjusted.py)
     except Exception:
         pass
