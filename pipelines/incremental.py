@@ -151,7 +151,7 @@ def build(con: duckdb.DuckDBPyConnection, names: tuple[str, ...], delta: Delta) 
             LOG.info("model %s: rebuilt whole (what it reads of every patient changed)", table_name(name))
             continue
         else:
-            _add_contribution(con, name)
+            _add_contribution(con, name, delta)
         LOG.info("model %s: %s patients recomputed in %.1f s", table_name(name), f"{delta.patients:,}",
                  time.perf_counter() - started)
 
@@ -228,12 +228,12 @@ def _guard(con: duckdb.DuckDBPyConnection, name: str) -> list:
     return con.execute(ADDITIVE_GUARDS[name]).fetchall()
 
 
-def _add_contribution(con: duckdb.DuckDBPyConnection, name: str) -> None:
+def _add_contribution(con: duckdb.DuckDBPyConnection, name: str, delta: Delta) -> None:
     """An additive model brought up to date: its rows plus the affected patients' contribution now
     minus their contribution at the plan, summed per key; the rows the model keeps (models.ADDITIVE)."""
     table = table_name(name)
     keys, keep = ADDITIVE[name]
-    if not con.execute(f"SELECT count(*) FROM {PATIENTS}").fetchone()[0]:  # a night without new rows
+    if not delta.patients:  # a night without new rows: nothing to add or subtract
         con.execute(f"DROP TABLE _inc_old_{table}")
         return
     with shadows(con, _patient_shadows(con)):
