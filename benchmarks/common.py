@@ -4,9 +4,12 @@ from __future__ import annotations
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,3 +91,26 @@ def peak_rss_of(cmd: list[str], log: Path | None = None) -> tuple[float, int, in
     )
     out = python_snippet(code)[2].split()
     return float(out[0]), int(out[1]), int(out[2])
+
+
+def standing_server() -> tuple[subprocess.Popen, str]:
+    """`prefect server start` on a free local port with a fresh PREFECT_HOME; returns it once healthy."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PREFECT_HOME": tempfile.mkdtemp(prefix="prefect-home-"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return server, url
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("the Prefect server did not start within 120 s")

@@ -1,6 +1,6 @@
 """A night's cost against a full run, with a history of generated lab rows.
 
-    .venv/bin/python benchmarks/nightly.py 10M [--night-rows 50000]
+    .venv/bin/python benchmarks/nightly.py 10M [--night-rows 50000] [--server]
 
 In one inbox: the history (the generated data set of that size, as labs-0000 / medications-0000,
 linked, not copied). Then, each a fresh process, `hypomag run --incremental`:
@@ -10,18 +10,21 @@ linked, not copied). Then, each a fresh process, `hypomag run --incremental`:
 (c) a full run on the history and the night together, in a fresh database: what the night's database
     is compared with (its size, and every figure of results.json).
 Prints each run's time and steps, the night's time as a share of the full run, and the database's
-size after each (the live database and its write-ahead log).
+size after each (the live database and its write-ahead log). With --server every run talks to a standing
+Prefect server (`prefect server start`, PREFECT_API_URL), as the served nightly deployment does, instead
+of booting Prefect's temporary API.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from common import DATA, ROOT, dataset, peak_rss_of
+from common import DATA, ROOT, dataset, peak_rss_of, standing_server
 
 RUN_KEYS = {"history_flags"}
 
@@ -68,7 +71,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("size", nargs="?", default="10M")
     parser.add_argument("--night-rows", type=int, default=50_000)
+    parser.add_argument("--server", action="store_true", help="run against a standing Prefect server")
     args = parser.parse_args()
+    server = None
+    if args.server:
+        server, os.environ["PREFECT_API_URL"] = standing_server()
+        print(f"against a standing Prefect server at {os.environ['PREFECT_API_URL']}", flush=True)
     history = dataset(args.size, "parquet")
     work = Path(tempfile.mkdtemp(prefix=f"hypomag-nightly-{args.size}-", dir=DATA))
     try:
@@ -95,6 +103,9 @@ def main() -> None:
         print(f"results.json of the night {'equals' if same else 'DIFFERS FROM'} the full run on the same files")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 if __name__ == "__main__":

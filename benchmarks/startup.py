@@ -10,16 +10,11 @@ Prefect server (`prefect server start`, as the nightly deployment runs): no temp
 """
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-from common import python_snippet, timed
+from common import python_snippet, standing_server, timed
 
 # Libraries a run imports only in the step that needs them: an empty run should load none but GX's own
 # (GX's import loads scipy.stats, for one of its expectations).
@@ -54,29 +49,6 @@ def imported_by_the_run() -> list[str]:
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     return [m for m in python_snippet(code)[2].strip().splitlines()[-1].split(",") if m]
-
-
-def standing_server() -> tuple[subprocess.Popen, str]:
-    """`prefect server start` on a free local port with a fresh PREFECT_HOME; returns it once healthy."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "PREFECT_HOME": tempfile.mkdtemp(prefix="prefect-home-"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return server, url
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise RuntimeError("the Prefect server did not start within 120 s")
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -87,8 +88,8 @@ class Run:
     feed: dict[str, Any] = field(default_factory=dict)
     # --incremental: what the night recomputes (pipelines/incremental.py), planned at ingest
     delta: incremental.Delta | None = None
-    # the review worklist's .xlsx, written by a child process from the analyse step on (worklist.start_writing)
-    worklist_xlsx: worklist.Writing | None = None
+    # the review worklist (.csv, .xlsx), written by a child process from the analyse step on (worklist.start_writing)
+    worklist_writing: worklist.Writing | None = None
 
     @classmethod
     def start(cls, spec: RunSpec) -> Run:
@@ -304,15 +305,15 @@ WORKLIST_DIR = "worklist"  # in the run's folder until the outputs are written (
 
 def start_worklist(run: Run) -> None:
     """Start writing restricted/worklist.csv and .xlsx (mart_audit_worklist) into the run's folder, the
-    .xlsx in a child process (worklist.start_writing); write_outputs waits for them and moves them into
+    files in a child process (worklist.start_writing); write_outputs waits for them and moves them into
     restricted/."""
-    if run.worklist_xlsx is not None:  # an earlier start (a step run again): its files are written again below
-        run.worklist_xlsx.cancel()
+    if run.worklist_writing is not None:  # an earlier start (a step run again): its files are written again below
+        run.worklist_writing.cancel()
     folder = run.run_dir / WORKLIST_DIR
     remove(folder)
     folder.mkdir(mode=0o700)
     os.chmod(folder, 0o700)
-    run.worklist_xlsx = worklist.start_writing(run.con, folder)
+    run.worklist_writing = worklist.start_writing(run.con, folder)
 
 
 def validate_step(run: Run, stage: str) -> Run:
@@ -486,25 +487,21 @@ def write_outputs(run: Run) -> Run:
     _write_json(stage / "validation.json", run.validation)
     _write_json(stage / "restricted" / "accounting.json", run.exact_accounting)  # exact, unsuppressed
     os.chmod(stage / "restricted" / "accounting.json", 0o600)
-    if run.worklist_xlsx is None:  # restricted/worklist.csv, .xlsx (0600): started by the analyse step
+    if run.worklist_writing is None:  # restricted/worklist.csv, .xlsx (0600): started by the analyse step
         start_worklist(run)
-    writing = run.worklist_xlsx
+    writing = run.worklist_writing
     try:
-        for table, name in RESTRICTED_OUTPUTS:
-            path = stage / "restricted" / f"{name}.parquet"
-            # the path is an argument, never SQL text; the run's own connection sees its open transaction.
-            # DuckDB refuses the relation API while an earlier result is not fetched to its end (fetchone
-            # leaves it open): a statement fetched to its end closes it.
-            run.con.execute("SELECT 1").fetchall()
-            run.con.table(table).write_parquet(str(path))
-            os.chmod(path, 0o600)
-        write_report(stage / "report.html", run.results, man, run.validation)
+        # DuckDB writes the row-level files (without the interpreter lock) while Plotly builds the report
+        with ThreadPoolExecutor(1, thread_name_prefix="hypomag-restricted") as pool:
+            copying = pool.submit(write_restricted, run.con, stage / "restricted")
+            write_report(stage / "report.html", run.results, man, run.validation)
+            copying.result()
     except BaseException:  # a failed or stopped run: the child stops before the folder goes
-        run.worklist_xlsx = None
+        run.worklist_writing = None
         writing.cancel()
         raise
-    run.worklist_xlsx = None
-    writing.wait()  # the .xlsx complete, or the child's error raised
+    run.worklist_writing = None
+    writing.wait()  # the worklist's files complete, or the child's error raised
     for name in ("worklist.csv", "worklist.xlsx"):
         os.replace(run.run_dir / WORKLIST_DIR / name, stage / "restricted" / name)
     remove(run.run_dir / WORKLIST_DIR)
@@ -513,6 +510,18 @@ def write_outputs(run: Run) -> Run:
     if run.spec.incremental:
         write_history(run)
     return run
+
+
+def write_restricted(con: duckdb.DuckDBPyConnection, restricted: Path) -> None:
+    """restricted/<name>.parquet of each table of RESTRICTED_OUTPUTS, owner-only."""
+    for table, name in RESTRICTED_OUTPUTS:
+        path = restricted / f"{name}.parquet"
+        # the path is an argument, never SQL text; the run's own connection sees its open transaction.
+        # DuckDB refuses the relation API while an earlier result is not fetched to its end (fetchone
+        # leaves it open): a statement fetched to its end closes it.
+        con.execute("SELECT 1").fetchall()
+        con.table(table).write_parquet(str(path))
+        os.chmod(path, 0o600)
 
 
 def write_history(run: Run) -> None:
@@ -613,9 +622,9 @@ def abandon(run: Run) -> None:
     """
     if run.lock is None:
         return
-    if run.worklist_xlsx is not None:  # its child writes into the run's folder: stopped before that goes
-        run.worklist_xlsx.cancel()
-        run.worklist_xlsx = None
+    if run.worklist_writing is not None:  # its child writes into the run's folder: stopped before that goes
+        run.worklist_writing.cancel()
+        run.worklist_writing = None
     if run.con is not None:
         try:
             run.con.close()

@@ -43,9 +43,14 @@ OWNER_ONLY = 0o600
 
 def worklist_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """The worklist's rows in review order, hours to the first Mg check as hours (null: none)."""
+    return _as_rows(con.execute(QUERY).fetchall())
+
+
+def _as_rows(values: list[tuple]) -> list[dict[str, Any]]:
+    """QUERY's tuples as rows named by the files' columns, seconds to the first Mg check as hours."""
     out = []
-    for values in con.execute(QUERY).fetchall():
-        row = {name: value for (name, _), value in zip(COLUMNS, values)}
+    for value in values:
+        row = {name: v for (name, _), v in zip(COLUMNS, value)}
         seconds = row["hours_to_first_mg"]
         row["hours_to_first_mg"] = None if seconds is None else seconds / SECONDS_PER_HOUR
         out.append(row)
@@ -87,13 +92,13 @@ def write_worklist(con: duckdb.DuckDBPyConnection, restricted: Path) -> int:
 
 
 class Writing:
-    """The .xlsx being written by start_writing's child process: wait() for it, or cancel() it."""
+    """worklist.csv and .xlsx being written by start_writing's child process: wait() for them, or cancel()."""
 
-    def __init__(self, child: subprocess.Popen, path: Path, rows: int, feeding: threading.Thread):
-        self._child, self._path, self._rows, self._feeding = child, path, rows, feeding
+    def __init__(self, child: subprocess.Popen, folder: Path, rows: int, feeding: threading.Thread):
+        self._child, self._folder, self._rows, self._feeding = child, folder, rows, feeding
 
     def wait(self) -> int:
-        """The number of rows once the file is complete. The child's failure is raised here: OSError (a
+        """The number of rows once both files are complete. The child's failure is raised here: OSError (a
         disk or permission problem, exit 2 for the run) or RuntimeError with its last error line."""
         error = self._child.stderr.read()  # to its end: the child has exited or closed it
         self._child.stderr.close()
@@ -105,10 +110,11 @@ class Writing:
         found = OS_ERROR.fullmatch(lines[-1])
         if self._child.returncode == OS_ERROR_EXIT and found:
             raise OSError(int(found["errno"]), found["message"], found["filename"])
-        raise RuntimeError(f"writing {self._path} failed (exit {self._child.returncode}): {lines[-1]}")
+        raise RuntimeError(f"writing the worklist into {self._folder} failed (exit {self._child.returncode}): "
+                           f"{lines[-1]}")
 
     def cancel(self) -> None:
-        """Stop the child (a failed or stopped run has no use for the file) and reap it."""
+        """Stop the child (a failed or stopped run has no use for the files) and reap it."""
         if self._child.poll() is None:
             self._child.kill()
         self._child.wait()
@@ -123,17 +129,14 @@ PARENT_CHECK_ROWS = 2000  # the child stops within this many rows of its run bei
 
 
 def start_writing(con: duckdb.DuckDBPyConnection, restricted: Path) -> Writing:
-    """Write restricted/worklist.csv now and worklist.xlsx in a child process: the .xlsx writer is pure
-    Python, seconds for a large history, and a thread would hold this process's interpreter lock while
-    the run computes its statistics. The rows reach the child pickled on its stdin, fed by a thread so
-    that nothing here waits for the child to start."""
-    rows = worklist_rows(con)
-    names = [name for name, _ in COLUMNS]
-    _write_csv(rows, names, restricted / "worklist.csv")
-    path = restricted / "worklist.xlsx"
-    child = subprocess.Popen([sys.executable, "-m", "pipelines.worklist", str(path), str(os.getpid())],
+    """Write restricted/worklist.csv and worklist.xlsx in a child process: both writers are pure Python,
+    seconds for a large history, and a thread would hold this process's interpreter lock while the run
+    computes its statistics. Only the query runs here; its rows reach the child pickled on its stdin, fed
+    by a thread so that nothing here waits for the child to start."""
+    values = con.execute(QUERY).fetchall()
+    child = subprocess.Popen([sys.executable, "-m", "pipelines.worklist", str(restricted), str(os.getpid())],
                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    payload = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+    payload = pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
 
     def feed() -> None:
         try:
@@ -148,7 +151,7 @@ def start_writing(con: duckdb.DuckDBPyConnection, restricted: Path) -> Writing:
 
     feeding = threading.Thread(target=feed, name="hypomag-worklist-rows", daemon=True)
     feeding.start()
-    return Writing(child, path, len(rows), feeding)
+    return Writing(child, restricted, len(values), feeding)
 
 
 def write_rows(rows: list[dict[str, Any]], restricted: Path) -> int:
@@ -197,12 +200,15 @@ def _parent_alive(parent: int) -> Callable[[], None]:
     return check
 
 
-def _child(path: Path, parent: int) -> int:
-    """start_writing's child: the rows (pickled by the parent) on stdin; an OSError reported as one line."""
+def _child(restricted: Path, parent: int) -> int:
+    """start_writing's child: QUERY's rows (pickled by the parent) on stdin; an OSError reported as one line."""
     try:
-        _write_xlsx(pickle.load(sys.stdin.buffer), [name for name, _ in COLUMNS], path, check=_parent_alive(parent))
+        rows = _as_rows(pickle.load(sys.stdin.buffer))
+        names = [name for name, _ in COLUMNS]
+        _write_csv(rows, names, restricted / "worklist.csv")
+        _write_xlsx(rows, names, restricted / "worklist.xlsx", check=_parent_alive(parent))
     except OSError as exc:
-        print(f"OSError errno={exc.errno or 0} filename={exc.filename or path} message={exc.strerror or exc}",
+        print(f"OSError errno={exc.errno or 0} filename={exc.filename or restricted} message={exc.strerror or exc}",
               file=sys.stderr)
         return OS_ERROR_EXIT
     return 0
