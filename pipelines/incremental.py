@@ -35,9 +35,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -53,6 +55,7 @@ LOG = logging.getLogger("hypomag")
 FINGERPRINT_KEY = "models_fingerprint"
 ID_KIND_MODEL = "intermediate/int_result_id_kind"
 PATIENTS = "_inc_patients"  # temporary tables of the plan
+PATIENT_ROWS = "_inc_rows_of_"  # + a table's name: a temporary copy of the affected patients' rows of it
 ROWS = {"raw_labs": "_inc_lab_rows", "raw_medications": "_inc_med_rows"}
 
 
@@ -68,6 +71,8 @@ class Delta:
     patients: int = 0
     # additive models: the guard's answer before the night (models.ADDITIVE_GUARDS)
     guards: dict[str, list] = field(default_factory=dict)
+    # tables whose affected patients' rows are copied (PATIENT_ROWS), as the table is now
+    copied: set[str] = field(default_factory=set)
 
     def summary(self, con: duckdb.DuckDBPyConnection) -> str:
         if self.full:
@@ -134,6 +139,7 @@ def build(con: duckdb.DuckDBPyConnection, names: tuple[str, ...], delta: Delta) 
                                            and name not in ADDITIVE):
             before = _id_kind(con) if name == ID_KIND_MODEL and not delta.full else None
             models.build_models(con, (name,))
+            _forget(con, delta, table_name(name))
             if before is not None and _id_kind(con) != before:
                 delta.full, delta.reason = True, "result ids changed between all numeric and not"
                 LOG.info("incremental: %s; every patient is recomputed", delta.reason)
@@ -143,9 +149,9 @@ def build(con: duckdb.DuckDBPyConnection, names: tuple[str, ...], delta: Delta) 
         started = time.perf_counter()
         models.PROGRESS.info("model %s", table_name(name))
         if name in BY_INPUT_ROW:
-            _restage(con, name)
+            _restage(con, name, delta)
         elif name in BY_PATIENT:
-            _recompute_patients(con, name)
+            _recompute_patients(con, name, delta)
         elif name in ADDITIVE_GUARDS and _guard(con, name) != delta.guards.get(name):
             models.build_models(con, (name,))
             LOG.info("model %s: rebuilt whole (what it reads of every patient changed)", table_name(name))
@@ -187,7 +193,7 @@ def plan(con: duckdb.DuckDBPyConnection, delta: Delta) -> None:
     LOG.info("incremental: %s patients affected, %s lab rows restaged", f"{delta.patients:,}", f"{restaged:,}")
 
 
-def _restage(con: duckdb.DuckDBPyConnection, name: str) -> None:
+def _restage(con: duckdb.DuckDBPyConnection, name: str, delta: Delta) -> None:
     """A staging model for the plan's raw rows; the rows written back: the affected patients' and
     those without a patient (a lab row restaged only for its result id keeps its fate)."""
     raw = BY_INPUT_ROW[name]
@@ -197,29 +203,62 @@ def _restage(con: duckdb.DuckDBPyConnection, name: str) -> None:
         keep += f" AND (patient_id IS NULL OR patient_id IN (SELECT patient_id FROM {PATIENTS}))"
     with shadows(con, filters):
         con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_delta AS {model_sql(name)}")
-    _replace(con, table_name(name), keep)
+    _replace(con, delta, table_name(name), keep)
 
 
-def _recompute_patients(con: duckdb.DuckDBPyConnection, name: str) -> None:
+def _recompute_patients(con: duckdb.DuckDBPyConnection, name: str, delta: Delta) -> None:
     """A by-patient model on the affected patients' rows of everything it reads; their rows replaced."""
-    keyed = [table_name(m) for m in (*BY_INPUT_ROW, *BY_PATIENT) if m != name and _exists(con, table_name(m))]
-    patients = f"patient_id IN (SELECT patient_id FROM {PATIENTS})"
-    with shadows(con, {t: patients for t in keyed}):
+    with patient_shadows(con, delta, name):
         con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_delta AS {model_sql(name)}")
-    _replace(con, table_name(name), patients)
+    _replace(con, delta, table_name(name), f"patient_id IN (SELECT patient_id FROM {PATIENTS})")
 
 
-def _patient_shadows(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """Every by-row and by-patient table narrowed to the affected patients."""
+def _keyed_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The by-row and by-patient tables (those that hold rows of patients) built so far."""
+    return [table_name(m) for m in (*BY_INPUT_ROW, *BY_PATIENT) if _exists(con, table_name(m))]
+
+
+@lru_cache(maxsize=None)
+def _reads(name: str) -> frozenset[str]:
+    """The tables a model's SQL names, through the views of the build (a superset: a name in a comment
+    counts too)."""
+    text = model_sql(name)
+    named = {m for m in models.BUILD_ORDER if m != name and re.search(rf"\b{table_name(m)}\b", text)}
+    return frozenset({table_name(m) for m in named}.union(*(_reads(m) for m in named if m in VIEWS)))
+
+
+@contextmanager
+def patient_shadows(con: duckdb.DuckDBPyConnection, delta: Delta, name: str) -> Iterator[None]:
+    """While the model `name` runs: every by-row and by-patient table narrowed to the affected patients.
+    A table the model reads is narrowed once, into a temporary copy that serves every later model until
+    the table is written again (each filter is a scan of the whole table); the others through a view."""
+    db, reads, filters = _catalog(con), _reads(name), {}
     patients = f"patient_id IN (SELECT patient_id FROM {PATIENTS})"
-    return {table_name(m): patients for m in (*BY_INPUT_ROW, *BY_PATIENT) if _exists(con, table_name(m))}
+    for table in _keyed_tables(con):
+        if table == table_name(name) or table not in reads:
+            filters[table] = patients
+            continue
+        if table not in delta.copied:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {PATIENT_ROWS}{table} AS "
+                        f"SELECT * FROM {db}.main.{table} WHERE {patients}")
+            delta.copied.add(table)
+        filters[table] = None
+    with shadows(con, filters):
+        yield
+
+
+def _forget(con: duckdb.DuckDBPyConnection, delta: Delta, table: str) -> None:
+    """`table` is written: its copy of the affected patients' rows (if any) is stale."""
+    if table in delta.copied:
+        con.execute(f"DROP TABLE temp.main.{PATIENT_ROWS}{table}")
+        delta.copied.discard(table)
 
 
 def _old_contributions(con: duckdb.DuckDBPyConnection, delta: Delta) -> None:
     """At the plan, before any table changes: each additive model's SQL on the affected patients' rows
     (_inc_old_<table>), and its guard's answer."""
-    with shadows(con, _patient_shadows(con)):
-        for name in ADDITIVE:
+    for name in ADDITIVE:
+        with patient_shadows(con, delta, name):
             con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_old_{table_name(name)} AS {model_sql(name)}")
     delta.guards = {name: _guard(con, name) for name in ADDITIVE_GUARDS}
 
@@ -236,7 +275,7 @@ def _add_contribution(con: duckdb.DuckDBPyConnection, name: str, delta: Delta) -
     if not delta.patients:  # a night without new rows: nothing to add or subtract
         con.execute(f"DROP TABLE _inc_old_{table}")
         return
-    with shadows(con, _patient_shadows(con)):
+    with patient_shadows(con, delta, name):
         con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_new_{table} AS {model_sql(name)}")
     target = f"{_catalog(con)}.main.{table}"
     columns = con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main' "
@@ -248,35 +287,42 @@ def _add_contribution(con: duckdb.DuckDBPyConnection, name: str, delta: Delta) -
     summed = ", ".join(keys + tuple(f"CAST(sum({c}) AS {t}) AS {c}" for c, t in measures))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _inc_delta AS
-        SELECT {names} FROM (
-            SELECT {summed} FROM (
-                SELECT {names} FROM {target}
-                UNION ALL SELECT {names} FROM _inc_new_{table}
-                UNION ALL SELECT {negated} FROM _inc_old_{table})
-            GROUP BY {", ".join(keys)})
-        WHERE {keep or "true"}""")
+        SELECT {summed} FROM (
+            SELECT {names} FROM {target}
+            UNION ALL SELECT {names} FROM _inc_new_{table}
+            UNION ALL SELECT {negated} FROM _inc_old_{table})
+        GROUP BY {", ".join(keys)}""")
+    # every measure is a count or a sum of counts: below zero, the stored table and the contributions
+    # disagree (a defect, never data), and the night must not publish it
+    below = con.execute(f"SELECT count(*) FROM _inc_delta WHERE {' OR '.join(f'{c} < 0' for c, _ in measures)}"
+                        ).fetchone()[0]
+    if below:
+        raise RuntimeError(f"incremental update of {table}: {below} keys would count below zero")
     con.execute(f"DELETE FROM {target}")
-    con.execute(f"INSERT INTO {target} SELECT * FROM _inc_delta")
+    con.execute(f"INSERT INTO {target} SELECT {names} FROM _inc_delta WHERE {keep or 'true'}")
     for temp in ("_inc_delta", f"_inc_new_{table}", f"_inc_old_{table}"):
         con.execute(f"DROP TABLE {temp}")
 
 
-def _replace(con: duckdb.DuckDBPyConnection, table: str, keep: str) -> None:
+def _replace(con: duckdb.DuckDBPyConnection, delta: Delta, table: str, keep: str) -> None:
     """Replace the rows of `table` that `keep` selects by those of the recomputed _inc_delta."""
     target = f"{_catalog(con)}.main.{table}"
+    _forget(con, delta, table)
     con.execute(f"DELETE FROM {target} WHERE {keep}")
     con.execute(f"INSERT INTO {target} SELECT * FROM _inc_delta WHERE {keep}")
     con.execute("DROP TABLE _inc_delta")
 
 
 @contextmanager
-def shadows(con: duckdb.DuckDBPyConnection, filters: dict[str, str]) -> Iterator[None]:
-    """Temporary views named like the tables in `filters`, each the table narrowed by its filter: an
-    unqualified name (a model's, or a view's of the build) reads the view while they exist."""
+def shadows(con: duckdb.DuckDBPyConnection, filters: dict[str, str | None]) -> Iterator[None]:
+    """Temporary views named like the tables in `filters`, each the table narrowed by its filter (None:
+    the table's copy PATIENT_ROWS): an unqualified name (a model's, or a view's of the build) reads the
+    view while they exist."""
     db = _catalog(con)
     try:
         for table, where in filters.items():
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM {db}.main.{table} WHERE {where}")
+            source = f"{PATIENT_ROWS}{table}" if where is None else f"{db}.main.{table} WHERE {where}"
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM {source}")
         yield
     finally:
         for table in filters:

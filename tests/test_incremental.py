@@ -284,3 +284,34 @@ def test_a_care_unit_reaching_min_cell_size_rebuilds_the_strata(tmp_path):
     assert run(inbox, fresh_root, fresh_db, tmp_path).returncode == 0
     assert differing_tables(db, fresh_db) == {}
     assert results(root) == results(fresh_root)
+
+
+def test_an_additive_count_below_zero_stops_the_night_and_publishes_nothing(tmp_path):
+    """The additive models' safety net: a stored count that disagrees with the patients' contributions
+    (here set to zero by hand) would go below zero when a correction takes a patient's low magnesium
+    away (0 + 0 now - 1 before); the night stops as an internal error (exit 70), and the database and
+    the published results stay as the first night left them."""
+    inbox, root, db = tmp_path / "inbox", tmp_path / "dated", tmp_path / "nightly.duckdb"
+    inbox.mkdir()
+    columns = ["patient_id", "collected_at", "analyte", "value", "unit", "result_id"]
+    first = [{"patient_id": "A", "collected_at": "2024-03-01 08:00", "analyte": "MG", "value": "1.4",
+              "unit": "mg/dL", "result_id": "A-MG"},
+             {"patient_id": "A", "collected_at": "2024-03-01 08:00", "analyte": "K", "value": "3.1",
+              "unit": "mmol/L", "result_id": "A-K"}]
+    write_rows(inbox / "labs-1.csv", columns, first)
+    assert run(inbox, root, db, tmp_path).returncode == 0
+    published = results(root)
+    with duckdb.connect(str(db)) as con:
+        assert con.execute("SELECT numerator, denominator FROM mart_cooccurrence WHERE abnormality = 'hypokalemia' "
+                           "AND direction = 'abnormality_given_hypomg' AND window_name = 'same_draw' "
+                           "AND level = 'result'").fetchall() == [(1, 1)]
+        con.execute("UPDATE mart_cooccurrence SET numerator = 0, denominator = 0, index_count = 0")
+        tampered = con.execute("SELECT * FROM mart_cooccurrence ORDER BY ALL").fetchall()
+    write_rows(inbox / "labs-2.csv", columns, [{**first[0], "value": "2.0"}])  # A's magnesium corrected to normal
+    night = run(inbox, root, db, tmp_path)
+    assert night.returncode == 70, night.stderr[-3000:]
+    assert "mart_cooccurrence" in night.stderr and "below zero" in night.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT * FROM mart_cooccurrence ORDER BY ALL").fetchall() == tampered
+        assert con.execute("SELECT count(*) FROM loaded_files").fetchone()[0] == 1
+    assert results(root) == published
