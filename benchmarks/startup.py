@@ -46,9 +46,10 @@ def imported_by_the_run() -> list[str]:
         f"{str(folder / 'input')!r}, '--out', {str(folder / 'out')!r}, '--db', {str(folder / 'e.duckdb')!r}]\n"
         "from pipelines.cli import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+        f"print('IMPORTED:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
-    return [m for m in python_snippet(code)[2].strip().splitlines()[-1].split(",") if m]
+    line = [t for t in python_snippet(code)[2].splitlines() if t.startswith("IMPORTED:")][-1]  # not the run's lines
+    return [m for m in line.removeprefix("IMPORTED:").split(",") if m]
 
 
 def main() -> None:

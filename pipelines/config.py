@@ -114,6 +114,7 @@ class Schedule:
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
     keep_runs: int = 90  # published run folders kept under OUT (and failed-run records)
+    keep_restricted_runs: int = 7  # of those, the newest whose restricted/ (row-level files) is kept
     max_hours_without_data: float = 36.0  # a night without new files past this emits hypomag.feed.stale
 
 
@@ -528,6 +529,9 @@ def _schedule_problems(config: Config) -> Problems:
         ZoneInfo(config.schedule.timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         problems.append(("schedule.timezone", f"not an IANA time zone: {config.schedule.timezone!r}"))
+    if config.schedule.keep_restricted_runs < 1:
+        problems.append(("schedule.keep_restricted_runs", f"must be >= 1 (the latest run's files are always kept), "
+                         f"got {config.schedule.keep_restricted_runs}"))
     if config.schedule.keep_runs < 1:
         problems.append(("schedule.keep_runs", f"must be >= 1 (the latest run is always kept), got "
                          f"{config.schedule.keep_runs}"))
@@ -708,6 +712,7 @@ MEANINGS: dict[str, str] = {
     "schedule.cron": "the nightly deployment's schedule (5-field cron)",
     "schedule.timezone": "the schedule's IANA time zone",
     "schedule.keep_runs": "run folders kept under OUT (older ones are removed; never `latest`)",
+    "schedule.keep_restricted_runs": "of those, the newest that keep `restricted/` (older row-level copies are removed)",
     "schedule.max_hours_without_data": "a night with no new file this long after the last one warns: feed stale",
     "engine.memory_limit": "DuckDB's memory limit (beyond it, DuckDB spills to disk)",
     "engine.threads": "DuckDB's threads",

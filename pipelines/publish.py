@@ -221,11 +221,18 @@ class Store:
                 ids.add(parts[2])
         return ids
 
-    def prune(self) -> None:
-        """Remove killed or superseded runs; keep current, previous and the history's outputs."""
+    def prune(self, keep_restricted: int | None = None) -> None:
+        """Remove killed or superseded runs; keep current, previous and the history's outputs. With
+        `keep_restricted`, the row-level files (out/restricted/) of all but that many newest of the kept
+        runs go too: each run's copy covers the whole history as it was, so older ones only add disk
+        and copies of row-level data."""
         live = {i for i in (self.pointer("current"), self.pointer("previous")) if i}
         history = set().union(*(self.history_ids(i) for i in live)) if live else set()
+        kept = sorted(live | history)  # run ids start with their UTC start time
+        restricted = set(kept[-keep_restricted:]) if keep_restricted else set(kept)
         for folder in self.runs.iterdir() if self.runs.is_dir() else ():
+            if folder.name not in restricted and folder.name in kept and not folder.is_symlink():
+                remove(folder / "out" / "restricted")
             if folder.name in live:
                 continue
             if folder.name in history and folder.is_dir() and not folder.is_symlink():

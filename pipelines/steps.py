@@ -576,7 +576,7 @@ def publish(run: Run) -> Path:
         run.con = None
     pause_point("published")
     replace_legacy_db(run.spec.db_path, store.root)
-    store.prune()
+    store.prune(run.config.schedule.keep_restricted_runs if run.spec.incremental else None)
     if run.spec.incremental:
         try:
             after_dated_commit(run)

@@ -16,6 +16,7 @@ from pipelines.config import Config, load_config
 from pipelines.db import connect, create_parameter_tables
 from pipelines.errors import ConfigError, ValidationFailed
 from pipelines.flows import _OneLineUserErrors
+from pipelines.publish import Store
 
 T = "2024-03-01 08:00"
 
@@ -198,10 +199,37 @@ def test_retention_removes_only_hypomag_run_folders(tmp_path):
     assert [r["name"] for r in history.failed_runs(out)] == ["2026-12-02T030000Z", "2026-12-03T030000Z"]
 
 
+def test_only_the_newest_runs_keep_their_restricted_files(tmp_path):
+    """`[schedule] keep_restricted_runs`: each run's restricted/ holds row-level copies of the whole history
+    as it was; beyond the newest N of the kept runs they are removed, and the runs' shared outputs stay."""
+    store = Store(tmp_path / "db.duckdb.hypomag")
+    store.ensure()
+    ids = [f"2026120{d}T020000Z-1-ab" for d in (1, 2, 3)]
+    for run_id in ids:
+        (store.run_dir(run_id) / "out" / "restricted").mkdir(parents=True)
+        (store.run_dir(run_id) / "out" / "restricted" / "flags.parquet").write_bytes(b"rows")
+        (store.run_dir(run_id) / "out" / "report.html").write_text("report")
+    dated = store.run_dir(ids[-1]) / "dated"
+    dated.mkdir()
+    for n, run_id in enumerate(ids):
+        os.symlink(f"../../{run_id}/out", dated / f"2026-12-0{n + 1}T020000Z")
+    os.symlink(f"runs/{ids[2]}", store.root / "current")
+    os.symlink(f"runs/{ids[1]}", store.root / "previous")
+    store.prune()  # a plain run's prune: every restricted/ stays
+    assert all((store.run_dir(i) / "out" / "restricted" / "flags.parquet").is_file() for i in ids)
+    store.prune(keep_restricted=2)
+    assert [(store.run_dir(i) / "out" / "restricted").exists() for i in ids] == [False, True, True]
+    assert all((store.run_dir(i) / "out" / "report.html").is_file() for i in ids)
+    store.prune(keep_restricted=1)  # the previous run's copy goes too; the current run's never
+    assert [(store.run_dir(i) / "out" / "restricted").exists() for i in ids] == [False, False, True]
+
+
 def test_schedule_settings_are_range_checked(tmp_path):
     assert (Config().schedule.keep_runs, Config().schedule.max_hours_without_data) == (90, 36.0)
+    assert Config().schedule.keep_restricted_runs == 7
     for text, key in (("keep_runs = 0", "schedule.keep_runs"), ("max_hours_without_data = 0", "schedule.max_hours_"
-                                                                                                "without_data")):
+                                                                                                "without_data"),
+                      ("keep_restricted_runs = 0", "schedule.keep_restricted_runs")):
         path = tmp_path / "c.toml"
         path.write_text(f"[schedule]\n{text}\n")
         with pytest.raises(ConfigError, match=key):

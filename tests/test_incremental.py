@@ -315,3 +315,25 @@ def test_an_additive_count_below_zero_stops_the_night_and_publishes_nothing(tmp_
         assert con.execute("SELECT * FROM mart_cooccurrence ORDER BY ALL").fetchall() == tampered
         assert con.execute("SELECT count(*) FROM loaded_files").fetchone()[0] == 1
     assert results(root) == published
+
+
+def test_older_runs_lose_their_restricted_files_beyond_keep_restricted_runs(tmp_path):
+    """`[schedule] keep_restricted_runs = 1`: after the second night only the latest run keeps restricted/;
+    the first night's shared outputs stay on the history."""
+    inbox, root, db = tmp_path / "inbox", tmp_path / "dated", tmp_path / "nightly.duckdb"
+    inbox.mkdir()
+    config = tmp_path / "hypomag.toml"
+    config.write_text("[schedule]\nkeep_restricted_runs = 1\n")
+    columns = ["patient_id", "collected_at", "analyte", "value", "unit"]
+    for night, patient in enumerate(("A", "B"), start=1):
+        write_rows(inbox / f"labs-{night}.csv", columns,
+                   [{"patient_id": patient, "collected_at": "2024-03-01 08:00", "analyte": "MG", "value": "1.4",
+                     "unit": "mg/dL"}])
+        done = hypomag("run", "--incremental", "--source", "generic", "--input", str(inbox), "--out", str(root),
+                       "--db", str(db), "--config", str(config), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+    runs = sorted(p for p in root.iterdir() if p.name[:4].isdigit())
+    assert len(runs) == 2
+    assert [(r / "restricted").exists() for r in runs] == [False, True]
+    assert all((r / "results.json").is_file() and (r / "report.html").is_file() for r in runs)
+    assert (root / "latest" / "restricted" / "flags.parquet").is_file()
