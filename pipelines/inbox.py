@@ -111,20 +111,47 @@ class InboxLoad:
     rejected: list[Rejection] = field(default_factory=list)
 
 
-def extracts(inbox: Path) -> Iterator[tuple[InboxTable, Path, str]]:
+def stat_key(path: Path) -> str:
+    """What the file system says of a file's identity and last change: device, inode, size, and the
+    modification and status-change times in nanoseconds. Writing a file changes its status-change
+    time, which no program can set back (unlike the modification time: `cp -p`, `rsync -t`)."""
+    st = os.stat(path)
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def _sha256(path: Path, hashed: dict[str, tuple[str, str]] | None) -> str:
+    """The file's sha256: from `hashed` (path -> (stat_key, sha256) of an earlier night) when the file is
+    unchanged since, else read whole; `hashed` gets the answer when the file did not change meanwhile."""
+    if hashed is None:
+        return sha256_of(path)
+    before = stat_key(path)
+    known = hashed.get(str(path))
+    if known is not None and known[0] == before:
+        return known[1]
+    digest = sha256_of(path)
+    if stat_key(path) == before:
+        hashed[str(path)] = (before, digest)
+    else:
+        hashed.pop(str(path), None)
+    return digest
+
+
+def extracts(inbox: Path, hashed: dict[str, tuple[str, str]] | None = None) -> Iterator[tuple[InboxTable, Path, str]]:
     """(kind, path, sha256) of each extract in the inbox (not in its subfolders), in name order per
-    kind (labs first)."""
+    kind (labs first). With `hashed` (file_hashes), a file unchanged since an earlier night is not read
+    again: the inbox keeps every loaded extract, so reading them all would cost more each night."""
     for kind in TABLES:
         for path in sorted(p for p in inbox.iterdir()
                            if p.is_file() and p.name.startswith(kind.stem) and p.name.endswith(EXTENSIONS)):
-            yield kind, path, sha256_of(path)
+            yield kind, path, _sha256(path, hashed)
 
 
-def new_files(inbox: Path, loaded: set[str], rejected: set[str]) -> Iterator[tuple[InboxTable, Path, str]]:
+def new_files(inbox: Path, loaded: set[str], rejected: set[str],
+              hashed: dict[str, tuple[str, str]] | None = None) -> Iterator[tuple[InboxTable, Path, str]]:
     """The extracts whose sha256 the ledger holds neither as loaded nor as rejected; a renamed copy of
     a known file is not new. A copy of a rejected file is named in a warning and left where it is."""
     seen = set(loaded)
-    for kind, path, digest in extracts(inbox):
+    for kind, path, digest in extracts(inbox, hashed):
         if digest in rejected:
             LOG.warning("skipped %s: the same content was rejected before (see %s/); correct it to load it",
                         path.name, Path(inbox) / REJECTED_FOLDER)
@@ -134,10 +161,25 @@ def new_files(inbox: Path, loaded: set[str], rejected: set[str]) -> Iterator[tup
 
 
 def create_ledger(con: duckdb.DuckDBPyConnection) -> None:
-    """The ledger: `loaded_files` (ingest/common.py) and `rejected_files`, kept across runs."""
+    """The ledger: `loaded_files` (ingest/common.py) and `rejected_files`, kept across runs; and
+    `file_hashes`, the sha256 of each extract in the inbox at the last run with its stat_key."""
     create_raw_tables(con, keep=True)
     con.execute("CREATE TABLE IF NOT EXISTS rejected_files (sha256 VARCHAR, path VARCHAR, input_table VARCHAR, "
                 "check_id VARCHAR, reason VARCHAR, rejected_at TIMESTAMP)")
+    con.execute("CREATE TABLE IF NOT EXISTS file_hashes (path VARCHAR, stat_key VARCHAR, sha256 VARCHAR)")
+
+
+def known_file_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]:
+    return {path: (key, digest) for path, key, digest in
+            con.execute("SELECT path, stat_key, sha256 FROM file_hashes").fetchall()}
+
+
+def record_file_hashes(con: duckdb.DuckDBPyConnection, hashed: dict[str, tuple[str, str]]) -> None:
+    """The inbox's extracts as this run hashed them (files gone from the inbox are forgotten)."""
+    con.execute("DELETE FROM file_hashes")
+    if hashed:
+        con.executemany("INSERT INTO file_hashes VALUES (?, ?, ?)",
+                        [[path, key, digest] for path, (key, digest) in sorted(hashed.items())])
 
 
 def known_hashes(con: duckdb.DuckDBPyConnection) -> tuple[set[str], set[str]]:
@@ -155,9 +197,10 @@ def load_new_files(con: duckdb.DuckDBPyConnection, inbox: Path, config: Config, 
         raise InputError(f"{inbox}: inbox folder not found")
     create_ledger(con)
     loaded, rejected = known_hashes(con)
+    hashed = known_file_hashes(con)
     outcome = InboxLoad()
     latest = latest_names(con)
-    for kind, path, digest in new_files(inbox, loaded, rejected):
+    for kind, path, digest in new_files(inbox, loaded, rejected, hashed):
         if path.name < latest.get(kind.table, ""):
             LOG.warning("%s sorts before %s, loaded on an earlier night: files load in the order they arrive, "
                         "so where both give one result_id this file's value is the later one (name extracts so "
@@ -172,6 +215,8 @@ def load_new_files(con: duckdb.DuckDBPyConnection, inbox: Path, config: Config, 
                                          config.columns.get(kind.stem), config))
     record_loaded(con, outcome.loaded)
     record_rejected(con, outcome.rejected)
+    present = {str(p) for p in inbox.iterdir() if p.is_file()}
+    record_file_hashes(con, {path: known for path, known in hashed.items() if path in present})
     return outcome
 
 

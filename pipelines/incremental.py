@@ -283,7 +283,8 @@ def _add_contribution(con: duckdb.DuckDBPyConnection, name: str, delta: Delta) -
                           [table]).fetchall()
     measures = [(c, t) for c, t in columns if c not in keys]
     names = ", ".join(c for c, _ in columns)
-    negated = ", ".join(keys + tuple(f"-{c} AS {c}" for c, _ in measures))
+    # the three parts of the union line up by position: every one in the table's column order
+    negated = ", ".join(c if c in keys else f"-{c} AS {c}" for c, _ in columns)
     summed = ", ".join(keys + tuple(f"CAST(sum({c}) AS {t}) AS {c}" for c, t in measures))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _inc_delta AS

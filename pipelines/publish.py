@@ -230,9 +230,12 @@ class Store:
         history = set().union(*(self.history_ids(i) for i in live)) if live else set()
         kept = sorted(live | history)  # run ids start with their UTC start time
         restricted = set(kept[-keep_restricted:]) if keep_restricted else set(kept)
+        restricted.add(self.pointer("current"))  # never the published run's, whatever the clock did
         for folder in self.runs.iterdir() if self.runs.is_dir() else ():
-            if folder.name not in restricted and folder.name in kept and not folder.is_symlink():
-                remove(folder / "out" / "restricted")
+            out = folder / "out"
+            if (folder.name in kept and folder.name not in restricted and not folder.is_symlink()
+                    and out.is_dir() and not out.is_symlink()):
+                remove(out / "restricted")
             if folder.name in live:
                 continue
             if folder.name in history and folder.is_dir() and not folder.is_symlink():

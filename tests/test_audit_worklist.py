@@ -166,6 +166,7 @@ def test_the_xlsx_written_by_a_child_process_equals_the_one_written_in_process(t
     sheets = [zipfile.ZipFile(folder / "worklist.xlsx").read("xl/worksheets/sheet1.xml") for folder in (here, child)]
     assert sheets[0] == sheets[1] and b"g_unchecked_low_later" in sheets[0]
     assert stat.S_IMODE((child / "worklist.xlsx").stat().st_mode) == 0o600
+    assert stat.S_IMODE((child / "worklist.csv").stat().st_mode) == 0o600
     broken = tmp_path / "broken"
     (broken / "worklist.xlsx").mkdir(parents=True)  # a folder where the file should go
     with pytest.raises(OSError) as failed:  # a disk or permission problem: exit 2 for the run, not 70

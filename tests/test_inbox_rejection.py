@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,30 @@ def test_rejected_files_are_recorded_by_hash_and_a_corrected_file_loads(tmp_path
     assert con.execute("SELECT count(*) FROM raw_labs").fetchone()[0] == 20
     assert con.execute("SELECT count(*) FROM rejected_files").fetchone()[0] == 1
     con.close()
+
+
+def test_an_unchanged_extract_is_not_read_again_and_a_rewritten_one_is(tmp_path):
+    """The inbox keeps every loaded extract; a night reads again only the files written since their
+    sha256 was taken (inbox.stat_key), even when the size and the modification time are kept."""
+    box = tmp_path / "inbox"
+    box.mkdir()
+    path = write_csv(box / "labs-1.csv", LAB_COLUMNS, good_labs("a"))
+    real = inbox.sha256_of(path)
+    hashed: dict[str, tuple[str, str]] = {}
+    assert [digest for _, _, digest in inbox.extracts(box, hashed)] == [real]
+    assert hashed == {str(path): (inbox.stat_key(path), real)}
+    hashed[str(path)] = (hashed[str(path)][0], "planted")  # what an unchanged file's lookup returns
+    assert [digest for _, _, digest in inbox.extracts(box, hashed)] == ["planted"]
+    before = os.stat(path)
+    time.sleep(0.05)  # file times tick in jiffies: the rewrite must fall in a later one
+    path.write_bytes(path.read_bytes().replace(b"a", b"b", 1))  # same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # the modification time set back
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    rewritten = inbox.sha256_of(path)
+    assert rewritten != real
+    assert [digest for _, _, digest in inbox.extracts(box, hashed)] == [rewritten]
+    assert hashed[str(path)][1] == rewritten
 
 
 def test_moving_a_rejected_file_never_overwrites(tmp_path):
@@ -222,6 +247,15 @@ def test_only_the_newest_runs_keep_their_restricted_files(tmp_path):
     assert all((store.run_dir(i) / "out" / "report.html").is_file() for i in ids)
     store.prune(keep_restricted=1)  # the previous run's copy goes too; the current run's never
     assert [(store.run_dir(i) / "out" / "restricted").exists() for i in ids] == [False, False, True]
+    # a current run that does not sort last (the clock went back) keeps its files all the same
+    os.unlink(store.root / "current")
+    os.symlink(f"runs/{ids[1]}", store.root / "current")
+    (store.run_dir(ids[1]) / "dated").mkdir()
+    for n, run_id in enumerate(ids):
+        os.symlink(f"../../{run_id}/out", store.run_dir(ids[1]) / "dated" / f"2026-12-0{n + 1}T020000Z")
+    (store.run_dir(ids[1]) / "out" / "restricted").mkdir()
+    store.prune(keep_restricted=1)
+    assert [(store.run_dir(i) / "out" / "restricted").exists() for i in ids] == [False, True, True]
 
 
 def test_schedule_settings_are_range_checked(tmp_path):

@@ -310,7 +310,7 @@ def test_an_additive_count_below_zero_stops_the_night_and_publishes_nothing(tmp_
     write_rows(inbox / "labs-2.csv", columns, [{**first[0], "value": "2.0"}])  # A's magnesium corrected to normal
     night = run(inbox, root, db, tmp_path)
     assert night.returncode == 70, night.stderr[-3000:]
-    assert "mart_cooccurrence" in night.stderr and "below zero" in night.stderr
+    assert "incremental update of mart_cooccurrence: " in night.stderr and "below zero" in night.stderr
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT * FROM mart_cooccurrence ORDER BY ALL").fetchall() == tampered
         assert con.execute("SELECT count(*) FROM loaded_files").fetchone()[0] == 1
