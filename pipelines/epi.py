@@ -423,10 +423,9 @@ def _group_counts(con: duckdb.DuckDBPyConnection, index_class: str, bands: tuple
     base = f"FROM int_lab_flags AS f WHERE f.analyte = 'MG' AND {where}"
     results, patients = con.execute(f"SELECT count(*), count(DISTINCT f.patient_id) {base}").fetchone()
     units = dict(con.execute(
-        "SELECT CASE WHEN r.care_unit IS NULL THEN 'unknown' WHEN u.patients >= p.min_cell_size THEN r.care_unit "
+        "SELECT CASE WHEN f.care_unit IS NULL THEN 'unknown' WHEN u.patients >= p.min_cell_size THEN f.care_unit "
         "ELSE 'other' END AS unit, count(*) FROM int_lab_flags AS f "
-        "JOIN int_lab_results AS r ON r.row_id = f.row_id "
-        "LEFT JOIN int_care_unit_patients AS u ON u.care_unit = r.care_unit "
+        "LEFT JOIN int_care_unit_patients AS u ON u.care_unit = f.care_unit "
         f"CROSS JOIN params AS p WHERE f.analyte = 'MG' AND {where} GROUP BY 1").fetchall())
     exposed = dict(con.execute(
         "SELECT x.drug_class, count(*) FILTER (WHERE x.is_exposed) FROM int_mg_exposures AS x "

@@ -98,6 +98,7 @@ def validate_only(spec: RunSpec) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hypomag-validate-") as tmp:
         scratch = replace(spec, db_path=Path(tmp) / "validate.duckdb", out_dir=Path(tmp) / "out", incremental=False)
         run = Run.start(scratch)
+        run.writes_outputs = False
         try:
             steps.prepare(run)
             for stage in STAGES[:last + 1]:

@@ -90,6 +90,8 @@ class Run:
     delta: incremental.Delta | None = None
     # the review worklist (.csv, .xlsx), written by a child process from the analyse step on (worklist.start_writing)
     worklist_writing: worklist.Writing | None = None
+    # False for `hypomag validate`, which stops after the last validation: no outputs to prepare
+    writes_outputs: bool = True
 
     @classmethod
     def start(cls, spec: RunSpec) -> Run:
@@ -284,7 +286,8 @@ def analyse_step(run: Run) -> Run:
     if run.delta is not None:  # every model is now that of this code and configuration
         incremental.record_fingerprint(run.con, run.config)
         LOG.info("incremental: %s", run.delta.summary(run.con))
-    start_worklist(run)  # the .xlsx takes seconds of Python: a child process writes it meanwhile
+    if run.writes_outputs:
+        start_worklist(run)  # the files take seconds of Python: a child process writes them meanwhile
     run.results = analyse.build_results(run.con, run.config)
     analyse.store_proportions(run.con, run.results)
     timed(run, "analyse", started)

@@ -208,3 +208,17 @@ def test_warning_continues_and_shows_in_report(tmp_path):
     page = (out / "report.html").read_text()
     assert "Data-quality warnings" in page and "no collection time after the extract date" in page
     assert "from_the_future" not in page
+
+
+@pytest.mark.slow
+def test_validate_runs_the_analyse_checks_without_starting_the_worklist(tmp_path, monkeypatch):
+    """`hypomag validate` stops after the analyse step's checks and writes no outputs: the review
+    worklist's child process (which a run starts in the analyse step) is never started."""
+    from pipelines import worklist
+
+    started = []
+    monkeypatch.setattr(worklist, "start_writing", lambda *args: started.append(args))
+    folder = write_generic(tmp_path / "in", good_labs())
+    summary = validate_only(RunSpec(source="generic", input_dir=folder))
+    assert [s["suite"] for s in summary["suites"]][-1] == "res_proportions"  # the analyse stage was checked
+    assert started == []
