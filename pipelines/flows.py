@@ -30,7 +30,6 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.states import Completed, Failed  # noqa: E402
-from prefect.utilities.annotations import quote  # noqa: E402
 
 from pipelines import notify, steps  # noqa: E402
 from pipelines.errors import HypomagError, classify  # noqa: E402
@@ -102,9 +101,7 @@ def _step(name: str, task_fn: Callable[..., Any], run: Run, *args: Any) -> Any:
     """Run one task, telling the console the step under way and then one line of what it did, in seconds."""
     PROGRESS.info("%s", name, extra={"step": name})
     started = time.perf_counter()
-    # quote: Prefect would otherwise walk the run object (its results, validation, connections) looking
-    # for futures before every task, about a second per run; the task receives the run itself
-    result = task_fn(quote(run), *args)
+    result = task_fn(run, *args)
     after = result if isinstance(result, Run) else run  # publish returns the published folder
     LOG.info("%s: %s in %.1f s", name, step_line(after, name), time.perf_counter() - started)
     PROGRESS.info("%s done", name, extra={"step": ""})
