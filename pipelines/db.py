@@ -290,6 +290,7 @@ WINDOW_MULTIPLES = (1 / 24, 1 / 4, 1.0, 2.0, 3.0)
 THRESHOLD_STEPS = {"hypokalemia_mmol_l": 0.5, "hyponatremia_mmol_l": 5.0, "hypophosphatemia_mg_dl": 0.5,
                    "hypocalcemia_mg_dl": 0.5, "ionized_hypocalcemia_mmol_l": 0.15}
 
+
 def sweep_values(con: duckdb.DuckDBPyConnection, config: Config) -> tuple[list[float], list[tuple[int, str, float, float]]]:
     """(window hours, [(definition_id, sweep key, threshold in the key's unit, canonical threshold)]):
     the configured lists plus the run's own window and thresholds, each once, in order."""

@@ -492,7 +492,7 @@ def write_outputs(run: Run) -> Run:
     os.chmod(stage / "restricted" / "accounting.json", 0o600)
     if run.worklist_writing is None:  # restricted/worklist.csv, .xlsx (0600): started by the analyse step
         start_worklist(run)
-    writing = run.worklist_writing
+    writing, run.worklist_writing = run.worklist_writing, None  # stopped or awaited below, whatever happens
     try:
         # DuckDB writes the row-level files (without the interpreter lock) while Plotly builds the report
         with ThreadPoolExecutor(1, thread_name_prefix="hypomag-restricted") as pool:
@@ -500,10 +500,8 @@ def write_outputs(run: Run) -> Run:
             write_report(stage / "report.html", run.results, man, run.validation)
             copying.result()
     except BaseException:  # a failed or stopped run: the child stops before the folder goes
-        run.worklist_writing = None
         writing.cancel()
         raise
-    run.worklist_writing = None
     writing.wait()  # the worklist's files complete, or the child's error raised
     for name in ("worklist.csv", "worklist.xlsx"):
         os.replace(run.run_dir / WORKLIST_DIR / name, stage / "restricted" / name)

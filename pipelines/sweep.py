@@ -12,11 +12,10 @@ from typing import Any
 import duckdb
 
 from pipelines.config import Config
-from pipelines.db import rows, sweep_values
+from pipelines.db import SECONDS_PER_HOUR, rows, sweep_values
 from pipelines.stats import is_small_cell, proportion_interval
 from pipelines.suppression import PROPORTION_KEYS, Cell, Chain, State, check
 
-SECONDS_PER_HOUR = 3600.0
 DIRECTIONS = ("abnormality_given_hypomg", "hypomg_given_abnormality")
 PROPORTION = ("n", "d", "d-n")
 

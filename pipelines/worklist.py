@@ -36,6 +36,7 @@ COLUMNS = (
     ("k_supplement_given", "k_supplement_given"),
     ("hours_to_first_mg", "seconds_to_first_mg"),
 )
+NAMES = [name for name, _ in COLUMNS]
 QUERY = ("SELECT " + ", ".join(source for _, source in COLUMNS) + " FROM mart_audit_worklist "
          "ORDER BY review_order, start_at, patient_id, episode_number")
 OWNER_ONLY = 0o600
@@ -154,11 +155,11 @@ def start_writing(con: duckdb.DuckDBPyConnection, restricted: Path) -> Writing:
     return Writing(child, restricted, len(values), feeding)
 
 
-def write_rows(rows: list[dict[str, Any]], restricted: Path) -> int:
-    """restricted/worklist.csv and .xlsx of `rows` (worklist_rows); returns the number of rows."""
-    names = [name for name, _ in COLUMNS]
-    _write_csv(rows, names, restricted / "worklist.csv")
-    _write_xlsx(rows, names, restricted / "worklist.xlsx")
+def write_rows(rows: list[dict[str, Any]], restricted: Path, check: Callable[[], None] | None = None) -> int:
+    """restricted/worklist.csv and .xlsx of `rows` (worklist_rows); returns the number of rows. `check`
+    runs as the .xlsx is written (start_writing's child: its run still alive)."""
+    _write_csv(rows, NAMES, restricted / "worklist.csv")
+    _write_xlsx(rows, NAMES, restricted / "worklist.xlsx", check)
     return len(rows)
 
 
@@ -203,10 +204,7 @@ def _parent_alive(parent: int) -> Callable[[], None]:
 def _child(restricted: Path, parent: int) -> int:
     """start_writing's child: QUERY's rows (pickled by the parent) on stdin; an OSError reported as one line."""
     try:
-        rows = _as_rows(pickle.load(sys.stdin.buffer))
-        names = [name for name, _ in COLUMNS]
-        _write_csv(rows, names, restricted / "worklist.csv")
-        _write_xlsx(rows, names, restricted / "worklist.xlsx", check=_parent_alive(parent))
+        write_rows(_as_rows(pickle.load(sys.stdin.buffer)), restricted, check=_parent_alive(parent))
     except OSError as exc:
         print(f"OSError errno={exc.errno or 0} filename={exc.filename or restricted} message={exc.strerror or exc}",
               file=sys.stderr)
