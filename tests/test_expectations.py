@@ -30,7 +30,7 @@ FAILING_CASES: dict[str, tuple[str, str]] = {
     "meds_patient_id_present": ("raw_medications", "UPDATE raw_medications SET patient_id = NULL WHERE source_row = 1"),
     # normalise: every row's fate, canonical units
     "labs_result_id_conflict_within_file": (
-        "stg_lab_rows", "UPDATE stg_lab_rows SET result_id = 'r1' WHERE source_row IN (1, 2)"),
+        "stg_lab_rows", "UPDATE stg_lab_rows SET given_result_id = 'r1' WHERE source_row IN (1, 2)"),
     "labs_quarantine_fraction": (
         "stg_lab_rows", "UPDATE stg_lab_rows SET status = 'quarantined', reason = 'non_numeric_value' "
                         "WHERE source_row <= 10"),
@@ -45,7 +45,7 @@ FAILING_CASES: dict[str, tuple[str, str]] = {
                                "WHERE source_row = 1"),
     "results_not_in_future": (
         "int_lab_results", "UPDATE int_lab_results SET collected_at = TIMESTAMP '2999-01-01 08:00' "
-                           "WHERE source_row = 1"),
+                           "WHERE row_id = (SELECT min(row_id) FROM int_lab_results)"),
     "results_has_magnesium": ("int_lab_results", "DELETE FROM int_lab_results WHERE analyte = 'MG'"),
     # analyse: the marts and the published rates
     "accounting_identity": (
@@ -227,8 +227,8 @@ def test_loaded_results_have_a_patient_a_time_a_known_unit_and_a_plausible_value
     loaded = con.execute(
         "SELECT r.patient_id, r.analyte, r.value_canonical, u.factor IS NOT NULL, "
         "r.value_canonical BETWEEN a.plausible_low AND a.plausible_high, r.collected_at IS NOT NULL "
-        "FROM int_lab_results AS r "
-        "LEFT JOIN ref_unit_factors AS u ON u.analyte = r.analyte AND u.unit = lower(r.unit) "
+        "FROM int_lab_results AS r JOIN stg_lab_rows AS s USING (row_id) "
+        "LEFT JOIN ref_unit_factors AS u ON u.analyte = r.analyte AND u.unit = lower(s.unit) "
         "LEFT JOIN ref_analytes AS a ON a.analyte = r.analyte ORDER BY r.patient_id").fetchall()
     assert [(p, a, pytest.approx(v)) for p, a, v, *_ in loaded] == [
         ("p1", "MG", 1.8 * 0.4114), ("p6", "K", 3.0), ("p7", "K", 3.5)]

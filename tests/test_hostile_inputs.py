@@ -323,7 +323,8 @@ def expected_fields(fields: dict[str, str | None], position: int) -> tuple:
 
 
 STG_COLUMNS = ("source_row, status, reason, patient_id, collected_at_text, analyte_code, value_text, unit, "
-               "result_id, specimen_id, encounter_id, care_unit, parse_error, value_num")
+               "coalesce(given_result_id, CAST(source_row AS VARCHAR)) AS result_id, "
+               "specimen_id, encounter_id, care_unit, parse_error, value_num")
 
 
 def number_in(value_text: str) -> float:
@@ -364,7 +365,8 @@ def check_loaded(con, hostile: HostileFile, files) -> None:
     for position, (row, found) in enumerate(zip(hostile.rows, got), start=1):
         check_row(row, found, position)
     not_finite = con.execute(
-        "SELECT count(*) FROM int_lab_results WHERE NOT (isfinite(value_num) AND isfinite(value_canonical))"
+        "SELECT count(*) FROM stg_lab_rows "
+        "WHERE status = 'loaded' AND NOT (isfinite(value_num) AND isfinite(value_canonical))"
     ).fetchone()[0]
     assert not_finite == 0, "a loaded value is NaN or infinite"
 
@@ -511,7 +513,7 @@ def test_trailing_empty_fields_do_not_hide_a_ragged_row(tmp_path, line, shifted)
     rows = [b"P1,2024-01-01 08:00:00,MG,0.8,mmol/L,R1,,,,ICU", line, b"P3,2024-01-01 10:00:00,MG,0.7,mmol/L,R3,,,,ICU"]
     assert line.count(b",") == HEADER.count(b",") + 1
     con, files = load(tmp_path / "in", b"\n".join([HEADER, *rows]) + b"\n", config_with(1.0))
-    got = con.execute("SELECT status, reason, value_text, unit, result_id FROM stg_lab_rows WHERE source_row = 2"
+    got = con.execute("SELECT status, reason, value_text, unit, given_result_id FROM stg_lab_rows WHERE source_row = 2"
                       ).fetchone()
     assert got[:2] == ("quarantined", "malformed_row"), \
         f"a row with {HEADER.count(b',') + 2} fields for {HEADER.count(b',') + 1} columns ({shifted}) was read as {got}"
@@ -557,6 +559,6 @@ def test_no_loaded_value_is_nan_or_infinite_even_in_exponent_form(tmp_path):
             b"P3,2024-01-01 10:00:00,MG,1e-999,mmol/L", b"P4,2024-01-01 11:00:00,MG,0.8,mmol/L"]
     con, files = load(tmp_path / "in", b"\n".join([b"patient_id,collected_at,analyte,value,unit", *rows]) + b"\n",
                       config_with(1.0))
-    values = [r[0] for r in con.execute("SELECT value_num FROM int_lab_results").fetchall()]
+    values = [r[0] for r in con.execute("SELECT value_num FROM stg_lab_rows WHERE status = 'loaded'").fetchall()]
     assert values == [0.8] and all(math.isfinite(v) for v in values)
     assert con.execute("SELECT count(*) FROM stg_lab_rows WHERE status = 'quarantined'").fetchone()[0] == 3

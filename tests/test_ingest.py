@@ -243,7 +243,8 @@ def test_parquet_input_keeps_sodium_named_NA(tmp_path):
     from pipelines.models import build_models
 
     build_models(con, NORMALISE_MODELS)
-    assert con.execute("SELECT analyte, value_canonical, source_row FROM int_lab_results").fetchall() == [("NA", 140.0, 1)]
+    assert con.execute("SELECT r.analyte, r.value_canonical, s.source_row FROM int_lab_results AS r "
+                       "JOIN stg_lab_rows AS s USING (row_id)").fetchall() == [("NA", 140.0, 1)]
     assert scalar(con, "SELECT status FROM stg_medication_rows") == "loaded"
 
 

@@ -182,8 +182,8 @@ def test_omop_measurements_resolve_through_concept(tmp_path):
         6: ("out_of_scope", None), 7: ("out_of_scope", None), 8: ("quarantined", "bad_timestamp"),
         9: ("quarantined", "non_numeric_value"), 10: ("quarantined", "unknown_unit"),
     }
-    rows = con.execute("SELECT result_id, analyte, value_canonical, censored, unit FROM int_lab_results "
-                       "ORDER BY row_id").fetchall()
+    rows = con.execute("SELECT r.result_id, r.analyte, r.value_canonical, r.censored, s.unit FROM int_lab_results AS r "
+                       "JOIN stg_lab_rows AS s USING (row_id) ORDER BY row_id").fetchall()
     assert rows == [("1", "MG", 1.5 * 0.4114, False, "mg/dL"), ("2", "MG", 0.70, False, "mmol/L"),
                     ("3", "MG", 1.6 * 0.4114, False, "mg/dl"), ("4", "K", 3.1, False, "meq/L"),
                     ("5", "MG", 0.5, True, "mmol/L")]

@@ -190,10 +190,10 @@ def test_every_text_column_is_trimmed_the_same_way(tmp_path):
                  atc_code=f"{TAB}c03ca01 ", route=f"{NBSP}IV", dose=f"40{TAB}", dose_unit=f" mg{NBSP}",
                  encounter_id=f"{TAB}E1", rxnorm_code=f"4603{NBSP}")])
     assert con.execute(
-        "SELECT status, analyte, fluid_class, unit, result_id, specimen_id, encounter_id, care_unit, "
+        "SELECT status, analyte, fluid_class, unit, given_result_id, specimen_id, encounter_id, care_unit, "
         "strftime(collected_at, '%Y-%m-%d %H:%M') FROM stg_lab_rows ORDER BY source_row").fetchall() == [
         ("loaded", "MG", "serum_plasma", "mg/dL", "R1", "S1", "E1", "MICU", T),
-        ("out_of_scope", "K", "other", "mmol/L", "2", None, None, None, T),
+        ("out_of_scope", "K", "other", "mmol/L", None, None, None, None, T),
     ]
     assert con.execute(
         "SELECT status, drug, atc_code, route, dose, dose_unit, encounter_id, rxnorm_code, "

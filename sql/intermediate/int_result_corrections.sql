@@ -2,6 +2,7 @@
 -- docs/definitions.md section 2, Row accounting: nothing is lost, a correction is recorded beside what it replaced).
 -- Grain: one row per superseded input row, beside the row that replaced it (the last row, in load
 -- order, with the same source result_id). Row-level: restricted/corrections.parquet only.
+-- Only a given result id supersedes anything (stg_lab_rows), so given_result_id is the result's id here.
 with
 
 superseded as (
@@ -10,7 +11,7 @@ superseded as (
 
 final as (
     select
-        s.result_id,
+        s.given_result_id as result_id,
         n.patient_id,
         coalesce(n.analyte, s.analyte) as analyte,
         s.source_file as old_source_file,

@@ -8,6 +8,9 @@
 -- Superseded (incremental loads): a row whose source result_id appears again in a later file is
 -- replaced by that correction (int_result_corrections records both); result ids that were not
 -- given (row positions) never supersede anything.
+-- Result id: given_result_id is the id as the file gave it, null when it gave none; the result is
+-- then known by its row position (source_row), so readers take coalesce(given_result_id, source_row
+-- as text), as int_lab_results does, rather than this table storing a text copy of every row's number.
 -- Decisions where the plan is silent (docs/definitions.md): scope is decided first, so a row of an
 -- analyte or fluid the analysis does not use is out of scope whatever else is wrong with it; a
 -- timestamp with a UTC offset is bad_timestamp (the pipeline works in naive local time).
@@ -86,7 +89,6 @@ source_rows as (
         t.value as value_text,
         lower(t.unit) as unit_key,
         t.unit,
-        coalesce(nullif(t.result_id, ''), cast(t.source_row as varchar)) as result_id,
         nullif(t.result_id, '') as given_result_id,
         nullif(t.specimen_id, '') as specimen_id,
         nullif(t.encounter_id, '') as encounter_id,
@@ -143,12 +145,32 @@ valued as (
 ),
 
 converted as (
+    -- only the columns the rest of the model needs: the duplicate search reads first_fault three
+    -- times, so the engine materializes this CTE, and its width is most of the model's cost
     select
-        v.*,
+        v.row_id,
+        v.source_file,
+        v.source_row,
+        v.parse_error,
+        v.patient_id,
+        v.collected_at_text,
+        v.analyte_code,
+        v.value_text,
+        v.unit_key,
+        v.unit,
+        v.given_result_id,
+        v.specimen_id,
+        v.encounter_id,
+        v.care_unit,
+        v.analyte,
+        v.fluid_class,
+        v.collected_at,
+        v.censor_sign <> '' as censored,
+        v.value_num,
         u.factor,
         v.value_num * u.factor as value_canonical,
-        a.plausible_low,
-        a.plausible_high,
+        not (v.value_num * u.factor >= a.plausible_low and v.value_num * u.factor <= a.plausible_high)
+            as implausible,
         (v.analyte is not null
             and (v.fluid_class = 'serum_plasma' or (v.fluid_class = 'whole_blood' and v.analyte = 'ICA')))
             as in_scope
@@ -204,8 +226,7 @@ first_fault as (
             when c.collected_at is null then 'bad_timestamp'
             when c.value_num is null then 'non_numeric_value'
             when c.factor is null then 'unknown_unit'
-            when not (c.value_canonical >= c.plausible_low and c.value_canonical <= c.plausible_high)
-                then 'implausible_value'
+            when c.implausible then 'implausible_value'
         end as fault,
         -- the plan's duplicate key, hashed once (used only for rows that are otherwise valid)
         hash(c.patient_id, c.analyte, c.collected_at, c.value_num, c.unit_key, coalesce(c.specimen_id, ''))
@@ -280,11 +301,10 @@ final as (
         d.fluid_class,
         d.value_text,
         d.value_num,
-        d.censor_sign <> '' as censored,
+        d.censored,
         d.unit,
         d.factor as unit_factor,
         d.value_canonical,
-        d.result_id,
         d.given_result_id,
         d.latest_row_id,
         d.specimen_id,
