@@ -126,6 +126,21 @@ def test_each_content_field_counts_in_the_conflict(tmp_path, field, other, confl
     assert con.execute(query).fetchall() == ([(labs_csv, 1), (labs_csv, 2)] if conflict else [])
 
 
+
+def test_a_row_without_a_result_id_is_known_by_its_row_number_in_the_conflict(tmp_path):
+    # rows 1 and 3 give no id (they are "1" and "3"); row 2 gives "3" for other content, row 4 gives "1"
+    # for row 1's content; row 5 gives "9", which no row repeats
+    con = build(tmp_path, [
+        lab("P", T, "MG", "1.25", "mg/dL"),
+        lab("P", T, "MG", "1.40", "mg/dL", result_id="3"),
+        lab("P", T, "K", "3.1", "mmol/L"),
+        lab("P", T, "MG", "1.25", "mg/dL", result_id="1"),
+        lab("P", T, "NA", "140", "mmol/L", result_id="9"),
+    ])
+    query = expectation_query("stg_lab_rows", "labs_result_id_conflict_within_file", "stg_lab_rows")
+    labs_csv = str(tmp_path / "input" / "labs.csv")
+    assert con.execute(query).fetchall() == [(labs_csv, 2), (labs_csv, 3)]
+
 # --- the number grammar (issue 15 item 3, issue 16 item 4) ---------------------------------------
 
 NON_NUMERIC = ["1_38", "1,7", "NaN", "nan", "inf", "-inf", "Infinity", "1.2.3", ".", "e5", "1.7 mg/dL",
