@@ -200,6 +200,7 @@ def load_new_files(con: duckdb.DuckDBPyConnection, inbox: Path, config: Config, 
     hashed = known_file_hashes(con)
     outcome = InboxLoad()
     latest = latest_names(con)
+    loaded_paths = dict(con.execute("SELECT path, max(loaded_at) FROM loaded_files GROUP BY path").fetchall())
     for kind, path, digest in new_files(inbox, loaded, rejected, hashed):
         if path.name < latest.get(kind.table, ""):
             LOG.warning("%s sorts before %s, loaded on an earlier night: files load in the order they arrive, "
@@ -212,12 +213,29 @@ def load_new_files(con: duckdb.DuckDBPyConnection, inbox: Path, config: Config, 
             LOG.warning("rejected %s", refusal.line())
             continue
         outcome.loaded.append(load_table(con, path, kind.table, kind.required, kind.optional,
-                                         config.columns.get(kind.stem), config))
+                                         config.columns.get(kind.stem), config,
+                                         label=_source_label(path, digest, loaded_paths.get(str(path))),
+                                         digest=digest))
     record_loaded(con, outcome.loaded)
     record_rejected(con, outcome.rejected)
     present = {str(p) for p in inbox.iterdir() if p.is_file()}
     record_file_hashes(con, {path: known for path, known in hashed.items() if path in present})
     return outcome
+
+
+def _source_label(path: Path, digest: str, loaded_at: object) -> str:
+    """The rows' source_file: the path, or for an extract rewritten in place after it was loaded (new
+    content under a loaded name) the path and its new sha256, so that its rows are their own file.
+    Staging decides by file which rows a correction supersedes and where duplicates are, and counts
+    rows per file: under one name, the earlier load's results would never be superseded by the same
+    result_id in the new content, and both versions' values would be loaded."""
+    if loaded_at is None:
+        return str(path)
+    label = f"{path} (sha256 {digest[:12]})"
+    LOG.warning("%s has changed since it was loaded (%s): loaded as a new extract, %s; its results replace "
+                "those of the earlier content with the same result_id, and its rows without a result_id are "
+                "added (an unchanged one is quarantined as a duplicate)", path.name, f"{loaded_at:%Y-%m-%d %H:%M}", label)
+    return label
 
 
 def latest_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from functools import lru_cache
 from importlib.metadata import version
 from itertools import count
@@ -67,6 +68,9 @@ def _gx():
 @lru_cache(maxsize=1)
 def _load_gx():
     """Import GX (2.5-5 s of one core) and define the DuckDB adapter."""
+    # GX imports PySpark when it is installed (the Spark engine's dependency), and PySpark warns about
+    # the pandas version on import: nothing a DuckDB run's user can act on, so not on their console
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     import great_expectations as gx
     from great_expectations.datasource.fluent import SQLDatasource
     from great_expectations.execution_engine import SqlAlchemyExecutionEngine

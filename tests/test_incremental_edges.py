@@ -232,6 +232,28 @@ def test_a_correction_in_a_file_that_sorts_earlier(tmp_path):
     n.assert_equals_fresh("a correction named before the corrected file")
 
 
+def test_an_extract_rewritten_under_its_name_is_a_new_extract(tmp_path):
+    """labs.csv is loaded, then rewritten in place with X corrected (P1's low magnesium is normal after
+    all), Y unchanged and P2's result (no result id) unchanged. The new content is its own file: X and Y
+    of the first content are superseded, P2's result is kept once (its copy is a duplicate), and only
+    the corrected magnesium value is loaded."""
+    n = Nights(tmp_path)
+    first = [lab("P1", "2024-05-01 08:00", "MG", "1.2", "mg/dL", result_id="X"),
+             lab("P1", "2024-05-01 08:00", "K", "3.0", "mmol/L", result_id="Y"),
+             lab("P2", "2024-05-01 09:00", "MG", "2.0", "mg/dL")]
+    n.night(labs={"labs.csv": first})
+    proc = n.night(labs={"labs.csv": [{**first[0], "value": "2.0"}, first[1], first[2]]})
+    assert "labs.csv has changed since it was loaded" in proc.stderr
+    with duckdb.connect(str(n.db), read_only=True) as con:
+        got = con.execute("SELECT source_file = ?, source_row, status, reason FROM stg_lab_rows ORDER BY row_id",
+                          [str(n.inbox / "labs.csv")]).fetchall()
+        magnesium = con.execute("SELECT patient_id, value_canonical FROM int_lab_results WHERE analyte = 'MG' "
+                                "ORDER BY patient_id").fetchall()
+    assert got == [(True, 1, "superseded", None), (True, 2, "superseded", None), (True, 3, "loaded", None),
+                   (False, 1, "loaded", None), (False, 2, "loaded", None), (False, 3, "quarantined", "duplicate")]
+    assert magnesium == [("P1", pytest.approx(2.0 * 0.4114)), ("P2", pytest.approx(2.0 * 0.4114))]
+    assert scalar(n.db, "SELECT count(*) FROM int_index_windows WHERE index_class = 'hypo'") == 0
+
 # A run whose hashing of one inbox file fails once with EIO (a share that blinks): Prefect retries the
 # ingest task (pipelines/flows.py TASK_OPTIONS) inside the same open transaction.
 FLAKY_HASH = """

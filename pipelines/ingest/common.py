@@ -113,12 +113,15 @@ def load_table(
     optional: tuple[str, ...],
     mapping: dict[str, str] | None = None,
     config: Config | None = None,
+    label: str | None = None,
+    digest: str | None = None,
 ) -> InputFile:
     """Read one generic file and append it to `target` with canonical column names.
 
     Parquet is read straight into `target` (its row number comes from the file); a CSV goes
     through one temporary table (read_file_as_text), malformed lines included as rows with
-    `parse_error`. `rows_read` counts every row, malformed ones too.
+    `parse_error`. `rows_read` counts every row, malformed ones too. Its rows' source_file is
+    `label` (default: the path); `digest` is the file's sha256 when the caller already has it.
     """
     mapping = mapping or {}
     is_parquet = path.name.endswith(".parquet")
@@ -151,14 +154,14 @@ def load_table(
             f"INSERT INTO {target} (row_id, source_file, source_row, {', '.join(fields)}, parse_error) "
             f"SELECT ? + {row} AS row_id, ? AS source_file, CAST({row} AS BIGINT), "
             f"{', '.join(select)}, {error} FROM {source}",
-            [offset, str(path), *params],
+            [offset, label or str(path), *params],
         )
     except duckdb.Error as exc:
         raise unreadable(path, exc) from None
     rows = con.execute(f"SELECT count(*) FROM {target} WHERE row_id > ?", [offset]).fetchone()[0]
     if not is_parquet:
         con.execute(f"DROP TABLE tmp_{target}")
-    return InputFile(table=target, path=str(path), sha256=sha256_of(path), rows_read=rows)
+    return InputFile(table=target, path=str(path), sha256=digest or sha256_of(path), rows_read=rows)
 
 
 def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
