@@ -253,6 +253,10 @@ def test_an_extract_rewritten_under_its_name_is_a_new_extract(tmp_path):
                    (False, 1, "loaded", None), (False, 2, "loaded", None), (False, 3, "quarantined", "duplicate")]
     assert magnesium == [("P1", pytest.approx(2.0 * 0.4114)), ("P2", pytest.approx(2.0 * 0.4114))]
     assert scalar(n.db, "SELECT count(*) FROM int_index_windows WHERE index_class = 'hypo'") == 0
+    labs = [i for i in json.loads((n.root / "latest" / "manifest.json").read_text(encoding="utf-8"))["inputs"]
+            if i["table"] == "labs"]
+    assert [(Path(i["path"]).name, i["rows_read"], i["rows_loaded"], i["rows_quarantined"], i["rows_superseded"])
+            for i in labs] == [("labs.csv", 3, 1, 0, 2), (f"labs.csv (sha256 {labs[1]['sha256'][:12]})", 3, 2, 1, 0)]
 
 # A run whose hashing of one inbox file fails once with EIO (a share that blinks): Prefect retries the
 # ingest task (pipelines/flows.py TASK_OPTIONS) inside the same open transaction.

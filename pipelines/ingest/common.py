@@ -120,8 +120,8 @@ def load_table(
 
     Parquet is read straight into `target` (its row number comes from the file); a CSV goes
     through one temporary table (read_file_as_text), malformed lines included as rows with
-    `parse_error`. `rows_read` counts every row, malformed ones too. Its rows' source_file is
-    `label` (default: the path); `digest` is the file's sha256 when the caller already has it.
+    `parse_error`. `rows_read` counts every row, malformed ones too. Its rows' source_file (and the
+    ledger's path) is `label` (default: the path); `digest` is its sha256 when the caller has it.
     """
     mapping = mapping or {}
     is_parquet = path.name.endswith(".parquet")
@@ -161,7 +161,7 @@ def load_table(
     rows = con.execute(f"SELECT count(*) FROM {target} WHERE row_id > ?", [offset]).fetchone()[0]
     if not is_parquet:
         con.execute(f"DROP TABLE tmp_{target}")
-    return InputFile(table=target, path=str(path), sha256=digest or sha256_of(path), rows_read=rows)
+    return InputFile(table=target, path=label or str(path), sha256=digest or sha256_of(path), rows_read=rows)
 
 
 def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
