@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -200,7 +201,9 @@ def load_new_files(con: duckdb.DuckDBPyConnection, inbox: Path, config: Config, 
     hashed = known_file_hashes(con)
     outcome = InboxLoad()
     latest = latest_names(con)
-    loaded_paths = dict(con.execute("SELECT path, max(loaded_at) FROM loaded_files GROUP BY path").fetchall())
+    loaded_paths: dict[str, object] = {}
+    for label, loaded_at in con.execute("SELECT path, loaded_at FROM loaded_files ORDER BY loaded_at").fetchall():
+        loaded_paths[_ledger_path(label)] = loaded_at  # the latest load of each real path
     for kind, path, digest in new_files(inbox, loaded, rejected, hashed):
         if path.name < latest.get(kind.table, ""):
             LOG.warning("%s sorts before %s, loaded on an earlier night: files load in the order they arrive, "
@@ -214,7 +217,7 @@ def load_new_files(con: duckdb.DuckDBPyConnection, inbox: Path, config: Config, 
             continue
         outcome.loaded.append(load_table(con, path, kind.table, kind.required, kind.optional,
                                          config.columns.get(kind.stem), config,
-                                         label=_source_label(path, digest, loaded_paths.get(str(path))),
+                                         label=_source_label(kind, path, digest, loaded_paths.get(str(path))),
                                          digest=digest))
     record_loaded(con, outcome.loaded)
     record_rejected(con, outcome.rejected)
@@ -223,7 +226,15 @@ def load_new_files(con: duckdb.DuckDBPyConnection, inbox: Path, config: Config, 
     return outcome
 
 
-def _source_label(path: Path, digest: str, loaded_at: object) -> str:
+LABEL_SUFFIX = re.compile(r" \(sha256 [0-9a-f]{12}\)$")
+
+
+def _ledger_path(label: str) -> str:
+    """The real path of a ledger entry or source_file (without a rewritten extract's sha256)."""
+    return LABEL_SUFFIX.sub("", label)
+
+
+def _source_label(kind: InboxTable, path: Path, digest: str, loaded_at: object) -> str:
     """The rows' source_file: the path, or for an extract rewritten in place after it was loaded (new
     content under a loaded name) the path and its new sha256, so that its rows are their own file.
     Staging decides by file which rows a correction supersedes and where duplicates are, and counts
@@ -232,9 +243,14 @@ def _source_label(path: Path, digest: str, loaded_at: object) -> str:
     if loaded_at is None:
         return str(path)
     label = f"{path} (sha256 {digest[:12]})"
-    LOG.warning("%s has changed since it was loaded (%s): loaded as a new extract, %s; its results replace "
-                "those of the earlier content with the same result_id, and its rows without a result_id are "
-                "added (an unchanged one is quarantined as a duplicate)", path.name, f"{loaded_at:%Y-%m-%d %H:%M}", label)
+    if kind.table == "raw_labs":
+        effect = ("its results replace those of the earlier content with the same result_id, and its rows "
+                  "without a result_id are added (an unchanged one is quarantined as a duplicate)")
+    else:
+        effect = ("its orders are added to the earlier content's (orders have no id to replace them by: an "
+                  "unchanged order adds no exposure, an order removed from the file stays loaded)")
+    LOG.warning("%s has changed since it was loaded (%s): loaded as a new extract, %s; %s",
+                path.name, f"{loaded_at:%Y-%m-%d %H:%M}", label, effect)
     return label
 
 
@@ -243,7 +259,7 @@ def latest_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     found = con.execute("SELECT input_table, path FROM loaded_files").fetchall()
     latest: dict[str, str] = {}
     for table, path in found:
-        latest[table] = max(latest.get(table, ""), Path(path).name)
+        latest[table] = max(latest.get(table, ""), Path(_ledger_path(path)).name)
     return latest
 
 

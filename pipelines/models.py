@@ -66,6 +66,7 @@ BUILD_ORDER: tuple[str, ...] = NORMALISE_MODELS + FLAG_MODELS + MART_MODELS
 # Views: models whose rows are a projection of one table, cheaper to compute inside each reader's
 # query than to write once more (millions of rows each; docs/performance.md measures int_lab_flags).
 VIEWS: frozenset[str] = frozenset({
+    "intermediate/int_lab_results",
     "intermediate/int_lab_flags",
     "intermediate/int_result_bits",
     "intermediate/int_index_answers",
@@ -85,7 +86,6 @@ BY_INPUT_ROW: dict[str, str] = {
     "staging/stg_medication_rows": "raw_medications",
 }
 BY_PATIENT: frozenset[str] = frozenset({
-    "intermediate/int_lab_results",
     "intermediate/int_calcium_corrected",
     "intermediate/int_index_windows",
     "intermediate/int_medication_classes",

@@ -257,6 +257,22 @@ def test_an_extract_rewritten_under_its_name_is_a_new_extract(tmp_path):
             if i["table"] == "labs"]
     assert [(Path(i["path"]).name, i["rows_read"], i["rows_loaded"], i["rows_quarantined"], i["rows_superseded"])
             for i in labs] == [("labs.csv", 3, 1, 0, 2), (f"labs.csv (sha256 {labs[1]['sha256'][:12]})", 3, 2, 1, 0)]
+    # a third content under the same name: its own extract again, and no warning that it sorts before itself
+    proc = n.night(labs={"labs.csv": [{**first[0], "value": "1.9"}]})
+    assert "changed since it was loaded" in proc.stderr and "sorts before" not in proc.stderr
+    assert scalar(n.db, "SELECT count(DISTINCT source_file) FROM stg_lab_rows") == 3
+    assert scalar(n.db, "SELECT value_num FROM stg_lab_rows WHERE status = 'loaded' AND given_result_id = 'X'") == 1.9
+
+
+def test_a_medication_extract_rewritten_under_its_name_adds_its_orders(tmp_path):
+    n = Nights(tmp_path)
+    labs = {"labs.csv": [lab("P1", "2024-05-01 08:00", "MG", "1.2", "mg/dL")]}
+    order = med("P1", "2024-05-01 06:00", "furosemide")
+    n.night(labs=labs, meds={"medications.csv": [order]})
+    proc = n.night(meds={"medications.csv": [order, med("P1", "2024-05-02 06:00", "omeprazole")]})
+    assert "medications.csv has changed since it was loaded" in proc.stderr
+    assert "orders are added to the earlier content's" in proc.stderr
+    assert scalar(n.db, "SELECT count(*) FROM stg_medication_rows WHERE status = 'loaded'") == 3
 
 # A run whose hashing of one inbox file fails once with EIO (a share that blinks): Prefect retries the
 # ingest task (pipelines/flows.py TASK_OPTIONS) inside the same open transaction.

@@ -217,6 +217,17 @@ def test_omop_missing_table_is_a_clear_error(tmp_path):
         build("omop", folder, NORMALISE_MODELS)
 
 
+def test_omop_a_repeated_concept_id_is_refused_before_any_row_is_read_twice(tmp_path):
+    from pipelines.errors import InputError
+
+    folder = write_omop(tmp_path / "cdm")
+    with open(folder / "concept.csv", "a", newline="") as f:
+        csv.writer(f).writerow(CONCEPTS[2])  # potassium's concept again, as data row len(CONCEPTS) + 1
+    with pytest.raises(InputError, match=rf"column 'concept_id': concept_id {CONCEPTS[2][0]} repeats "
+                                         rf"\(rows 3 and {len(CONCEPTS) + 1}\)"):
+        build("omop", folder, NORMALISE_MODELS)
+
+
 @needs_mimic
 def test_mimic_iv_demo_converted_to_the_generic_layout_gives_the_same_results(tmp_path):
     """The same demo through the generic adapter (converted by this test) and through the MIMIC-IV

@@ -63,6 +63,17 @@ def _col(cols: dict[str, str | None], name: str, alias: str = "m") -> str:
     return f'{alias}."{cols[name]}"' if cols.get(name) else "CAST(NULL AS VARCHAR)"
 
 
+def _refuse_repeated_concepts(con: duckdb.DuckDBPyConnection, concept: Path, column: str) -> None:
+    """concept_id is the key of CONCEPT: a repeated one would join each measurement and drug row to
+    both, reading one input row twice (row accounting would no longer add up)."""
+    found = con.execute(f'SELECT trim("{column}"), min(source_row), max(source_row) FROM omop_concept '
+                        f'WHERE parse_error IS NULL GROUP BY trim("{column}") HAVING count(*) > 1 '
+                        'ORDER BY min(source_row) LIMIT 1').fetchone()
+    if found:
+        raise InputError(f"{concept}: column {column!r}: concept_id {found[0]} repeats (rows {found[1]} and "
+                         f"{found[2]}); each concept must appear once")
+
+
 def ingest_omop(con: duckdb.DuckDBPyConnection, root: Path, config: Config | None = None) -> list[InputFile]:
     """Load measurement and drug_exposure (CSVs read with the `[csv]` dialect of `config`)."""
     root = Path(root)
@@ -74,7 +85,9 @@ def ingest_omop(con: duckdb.DuckDBPyConnection, root: Path, config: Config | Non
     create_raw_tables(con)
 
     read_file_as_text(con, concept, "omop_concept", config)
-    source_columns(con, concept, "omop_concept", ("concept_id", "concept_name", "vocabulary_id", "concept_code"), ())
+    names = source_columns(con, concept, "omop_concept",
+                           ("concept_id", "concept_name", "vocabulary_id", "concept_code"), ())
+    _refuse_repeated_concepts(con, concept, names["concept_id"])
     _atc_table(con, root, config)
 
     columns = read_file_as_text(con, measurement, "omop_measurement", config)
