@@ -254,6 +254,40 @@ def _source_label(kind: InboxTable, path: Path, digest: str, loaded_at: object) 
     return label
 
 
+def relabel_rewritten_loads(con: duckdb.DuckDBPyConnection) -> int:
+    """Give the later loads of an extract rewritten in place, in a database written before such loads
+    were labelled (_source_label), the label they get now; returns how many loads were relabelled.
+
+    Ingest numbers a load's rows as (the largest row_id before it) + source_row, so the rows of one
+    load share row_id - source_row, and later loads have larger offsets; the ledger's loads of one
+    path, in load order, are those offsets in order. A path whose count of offsets and of ledger
+    entries differ is left as it is, with a warning."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
+                                        "WHERE table_schema = 'main'").fetchall()}
+    if "loaded_files" not in tables:
+        return 0
+    repeated = con.execute("SELECT path, input_table, list(sha256 ORDER BY loaded_at) FROM loaded_files "
+                           "GROUP BY path, input_table HAVING count(*) > 1 ORDER BY path").fetchall()
+    relabelled = 0
+    for path, table, digests in repeated:
+        if table not in ("raw_labs", "raw_medications") or table not in tables:
+            continue
+        offsets = [r[0] for r in con.execute(f"SELECT DISTINCT row_id - source_row FROM {table} "
+                                             "WHERE source_file = ? ORDER BY 1", [path]).fetchall()]
+        if len(offsets) != len(digests):
+            LOG.warning("%s: the ledger holds %d loads of it and %s %d; its rows are left under one name",
+                        path, len(digests), table, len(offsets))
+            continue
+        for digest, offset in zip(digests[1:], offsets[1:]):
+            label = f"{path} (sha256 {digest[:12]})"
+            con.execute(f"UPDATE {table} SET source_file = ? WHERE source_file = ? AND row_id - source_row = ?",
+                        [label, path, offset])
+            con.execute("UPDATE loaded_files SET path = ? WHERE path = ? AND sha256 = ?", [label, path, digest])
+            LOG.warning("%s: the content loaded on a later night under this name is now %s", path, label)
+            relabelled += 1
+    return relabelled
+
+
 def latest_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Per raw table, the last name (in name order) of the files the ledger holds."""
     found = con.execute("SELECT input_table, path FROM loaded_files").fetchall()

@@ -195,7 +195,10 @@ def ingest_step(run: Run) -> Run:
     spec = run.spec
     if spec.incremental:  # new inbox extracts, each screened alone first (pipelines/inbox.py)
         if run.delta is None:
+            relabelled = inbox.relabel_rewritten_loads(run.con)
             run.delta = incremental.before_ingest(run.con, run.config)
+            if relabelled and not run.delta.full:
+                run.delta.full, run.delta.reason = True, "extracts rewritten in place were relabelled"
         else:  # a retried ingest (a transient error): the rows the failed attempt read go first
             incremental.forget_new_rows(run.con, run.delta)
         load = inbox.load_new_files(run.con, spec.input_dir, run.config, scratch=run.run_dir)

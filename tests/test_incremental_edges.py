@@ -264,6 +264,36 @@ def test_an_extract_rewritten_under_its_name_is_a_new_extract(tmp_path):
     assert scalar(n.db, "SELECT value_num FROM stg_lab_rows WHERE status = 'loaded' AND given_result_id = 'X'") == 1.9
 
 
+def test_a_database_that_loaded_a_rewritten_extract_under_one_name_is_relabelled(tmp_path):
+    """A database written before rewritten extracts were labelled: both contents of labs.csv under one
+    name, and (as after an upgrade) models of another version, so the night rebuilds every model. Read as
+    one file, X would be one result with two values (a blocking conflict); relabelled, the second content
+    supersedes the first, as if it had been labelled when it arrived."""
+    from pipelines.incremental import FINGERPRINT_KEY
+
+    n = Nights(tmp_path)
+    first = [lab("P1", "2024-05-01 08:00", "MG", "1.2", "mg/dL", result_id="X"),
+             lab("P2", "2024-05-01 09:00", "MG", "2.0", "mg/dL")]
+    n.night(labs={"labs.csv": first})
+    n.night(labs={"labs.csv": [{**first[0], "value": "2.0"}, first[1]]})
+    real = str(n.inbox / "labs.csv")
+    with duckdb.connect(str(n.db)) as con:
+        for table in ("raw_labs", "stg_lab_rows"):
+            con.execute(f"UPDATE {table} SET source_file = ? WHERE source_file LIKE '%(sha256 %'", [real])
+        con.execute("UPDATE loaded_files SET path = ? WHERE path LIKE '%(sha256 %'", [real])
+        con.execute("UPDATE hypomag_meta SET value = 'an earlier version' WHERE key = ?", [FINGERPRINT_KEY])
+    proc = n.night(labs={"labs_2.csv": [lab("P3", "2024-05-02 08:00", "K", "3.1", "mmol/L")]})
+    assert "the content loaded on a later night under this name is now" in proc.stderr
+    with duckdb.connect(str(n.db), read_only=True) as con:
+        got = con.execute("SELECT source_file = ?, source_row, status, reason FROM stg_lab_rows ORDER BY row_id",
+                          [real]).fetchall()
+        magnesium = con.execute("SELECT patient_id, value_canonical FROM int_lab_results WHERE analyte = 'MG' "
+                                "ORDER BY patient_id").fetchall()
+    assert got == [(True, 1, "superseded", None), (True, 2, "loaded", None),
+                   (False, 1, "loaded", None), (False, 2, "quarantined", "duplicate"), (False, 1, "loaded", None)]
+    assert magnesium == [("P1", pytest.approx(2.0 * 0.4114)), ("P2", pytest.approx(2.0 * 0.4114))]
+
+
 def test_a_medication_extract_rewritten_under_its_name_adds_its_orders(tmp_path):
     n = Nights(tmp_path)
     labs = {"labs.csv": [lab("P1", "2024-05-01 08:00", "MG", "1.2", "mg/dL")]}
