@@ -229,6 +229,16 @@ def load_new_files(con: duckdb.DuckDBPyConnection, inbox: Path, config: Config, 
 LABEL_SUFFIX = re.compile(r" \(sha256 [0-9a-f]{12}\)$")
 
 
+def _label(path: Path | str, digest: str) -> str:
+    """A rewritten extract's source_file and ledger path (LABEL_SUFFIX reads it back)."""
+    return f"{path} (sha256 {digest[:12]})"
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
+                                      "WHERE table_schema = 'main'").fetchall()}
+
+
 def _ledger_path(label: str) -> str:
     """The real path of a ledger entry or source_file (without a rewritten extract's sha256)."""
     return LABEL_SUFFIX.sub("", label)
@@ -242,7 +252,7 @@ def _source_label(kind: InboxTable, path: Path, digest: str, loaded_at: object) 
     result_id in the new content, and both versions' values would be loaded."""
     if loaded_at is None:
         return str(path)
-    label = f"{path} (sha256 {digest[:12]})"
+    label = _label(path, digest)
     if kind.table == "raw_labs":
         effect = ("its results replace those of the earlier content with the same result_id, and its rows "
                   "without a result_id are added (an unchanged one is quarantined as a duplicate)")
@@ -262,8 +272,7 @@ def relabel_rewritten_loads(con: duckdb.DuckDBPyConnection) -> int:
     load share row_id - source_row, and later loads have larger offsets; the ledger's loads of one
     path, in load order, are those offsets in order. A path whose count of offsets and of ledger
     entries differ is left as it is, with a warning."""
-    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
-                                        "WHERE table_schema = 'main'").fetchall()}
+    tables = _tables(con)
     if "loaded_files" not in tables:
         return 0
     repeated = con.execute("SELECT path, input_table, list(sha256 ORDER BY loaded_at) FROM loaded_files "
@@ -279,7 +288,7 @@ def relabel_rewritten_loads(con: duckdb.DuckDBPyConnection) -> int:
                         path, len(digests), table, len(offsets))
             continue
         for digest, offset in zip(digests[1:], offsets[1:]):
-            label = f"{path} (sha256 {digest[:12]})"
+            label = _label(path, digest)
             con.execute(f"UPDATE {table} SET source_file = ? WHERE source_file = ? AND row_id - source_row = ?",
                         [label, path, offset])
             con.execute("UPDATE loaded_files SET path = ? WHERE path = ? AND sha256 = ?", [label, path, digest])
@@ -310,8 +319,7 @@ def screen_inbox(inbox: Path, db: Path | None, config: Config) -> tuple[list[tup
     rejected: set[str] = set()
     if db is not None and Path(db).exists():
         with duckdb.connect(str(db), read_only=True) as con:
-            tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
-                                                "WHERE table_schema = 'main'").fetchall()}
+            tables = _tables(con)
             if "loaded_files" in tables:
                 loaded = {r[0] for r in con.execute("SELECT sha256 FROM loaded_files").fetchall()}
             if "rejected_files" in tables:
