@@ -371,24 +371,47 @@ def _without_path(message: str, path: Path) -> str:
     return message[len(prefix):] if message.startswith(prefix) else message
 
 
-# (staging table, time column, its text column, what a readable value is)
-TIME_COLUMNS = {"stg_lab_rows": ("collected_at", "collected_at_text", "an ISO 8601 date and time"),
-                "stg_medication_rows": ("start_at", "start_at_text", "an ISO 8601 date (and time)")}
+# staging table: (its time column, the table holding that column's text as given, the text column,
+# what a readable value is)
+TIME_COLUMNS = {"stg_lab_rows": ("collected_at", "stg_lab_fields", "collected_at_text", "an ISO 8601 date and time"),
+                "stg_medication_rows": ("start_at", "stg_medication_rows", "start_at_text",
+                                        "an ISO 8601 date (and time)")}
+
+
+@dataclass(frozen=True)
+class UnreadableTimes:
+    """A file of which no value of a time column can be read, though some are given."""
+    source_file: str
+    column: str
+    what: str
+    given: int
+    first: list[tuple[int, str]]  # the first rows (row number, text)
+
+
+def unreadable_time_columns(con: duckdb.DuckDBPyConnection, staging: str) -> list[UnreadableTimes]:
+    """The files of the staging table `staging` whose time column is unreadable throughout: a format
+    problem of the whole file, not bad rows. The texts are read only for such files."""
+    column, texts, text, what = TIME_COLUMNS[staging]
+    given_text = f"{text} IS NOT NULL AND {text} <> ''"
+    found = []
+    for (source_file,) in con.execute(f"SELECT source_file FROM {staging} GROUP BY source_file "
+                                      f"HAVING count({column}) = 0 ORDER BY source_file").fetchall():
+        given = con.execute(f"SELECT count(*) FROM {texts} WHERE source_file = ? AND {given_text}",
+                            [source_file]).fetchone()[0]
+        if given:
+            first = con.execute(f"SELECT source_row, {text} FROM {texts} WHERE source_file = ? AND {given_text} "
+                                f"ORDER BY source_row LIMIT {EXAMPLE_ROWS}", [source_file]).fetchall()
+            found.append(UnreadableTimes(source_file, column, what, given, first))
+    return found
 
 
 def _time_column_problem(con: duckdb.DuckDBPyConnection, kind: InboxTable, refuse) -> Rejection | None:
     """A time column of which no value can be read: a format problem of the whole file."""
-    column, text, what = TIME_COLUMNS[kind.staging]
-    given, read = con.execute(
-        f"SELECT count(*) FILTER (WHERE {text} IS NOT NULL AND {text} <> ''), count({column}) FROM {kind.staging}"
-    ).fetchone()
-    if given == 0 or read > 0:
+    found = unreadable_time_columns(con, kind.staging)  # the scratch database holds one file
+    if not found:
         return None
-    first = [r[0] for r in con.execute(
-        f"SELECT source_row FROM {kind.staging} WHERE {text} IS NOT NULL AND {text} <> '' "
-        f"ORDER BY source_row LIMIT {EXAMPLE_ROWS}").fetchall()]
-    return refuse("time_column_unreadable", f"none of {given:,} {column} values is {what}",
-                  [f"row {r}" for r in first])
+    return refuse("time_column_unreadable", f"none of {found[0].given:,} {found[0].column} values is {found[0].what}",
+                  [f"row {r}" for r, _ in found[0].first])
 
 
 def _expectation_problem(con: duckdb.DuckDBPyConnection, kind: InboxTable, config: Config,

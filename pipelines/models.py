@@ -25,6 +25,7 @@ PROGRESS.setLevel(logging.INFO)
 
 # normalise: the fate of every input row, canonical units, the quarantine
 NORMALISE_MODELS: tuple[str, ...] = (
+    "staging/stg_lab_fields",
     "staging/stg_lab_rows",
     "staging/stg_medication_rows",
     "intermediate/int_result_id_kind",
@@ -66,6 +67,7 @@ BUILD_ORDER: tuple[str, ...] = NORMALISE_MODELS + FLAG_MODELS + MART_MODELS
 # Views: models whose rows are a projection of one table, cheaper to compute inside each reader's
 # query than to write once more (millions of rows each; docs/performance.md measures int_lab_flags).
 VIEWS: frozenset[str] = frozenset({
+    "staging/stg_lab_fields",
     "intermediate/int_lab_results",
     "intermediate/int_lab_flags",
     "intermediate/int_result_bits",

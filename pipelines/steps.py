@@ -252,18 +252,11 @@ def build(run: Run, names: tuple[str, ...]) -> None:
 
 def check_timestamp_columns(con: duckdb.DuckDBPyConnection) -> None:
     """A time column in which no value can be read is a format problem, not bad rows: stop (exit 2)."""
-    checks = (
-        ("stg_lab_rows", "collected_at", "collected_at_text", "an ISO 8601 date and time"),
-        ("stg_medication_rows", "start_at", "start_at_text", "an ISO 8601 date (and time)"),
-    )
-    for table, column, text, what in checks:
-        for source_file, first_row, first_text in con.execute(
-            f"SELECT source_file, min(source_row), arg_min({text}, source_row) FROM {table} "
-            f"WHERE {text} IS NOT NULL AND {text} <> '' GROUP BY source_file "
-            f"HAVING count({column}) = 0"
-        ).fetchall():
+    for table in inbox.TIME_COLUMNS:
+        for found in inbox.unreadable_time_columns(con, table):
+            first_row, first_text = found.first[0]
             raise InputError(
-                f"{source_file}: column {column!r}: no value is {what} "
+                f"{found.source_file}: column {found.column!r}: no value is {found.what} "
                 f"(row {first_row}: {first_text!r}); nothing was loaded"
             )
 

@@ -229,7 +229,7 @@ def test_loaded_results_have_a_patient_a_time_a_known_unit_and_a_plausible_value
     loaded = con.execute(
         "SELECT r.patient_id, r.analyte, r.value_canonical, u.factor IS NOT NULL, "
         "r.value_canonical BETWEEN a.plausible_low AND a.plausible_high, r.collected_at IS NOT NULL "
-        "FROM int_lab_results AS r JOIN stg_lab_rows AS s USING (row_id) "
+        "FROM int_lab_results AS r JOIN stg_lab_fields AS s USING (row_id) "
         "LEFT JOIN ref_unit_factors AS u ON u.analyte = r.analyte AND u.unit = lower(s.unit) "
         "LEFT JOIN ref_analytes AS a ON a.analyte = r.analyte ORDER BY r.patient_id").fetchall()
     assert [(p, a, pytest.approx(v)) for p, a, v, *_ in loaded] == [

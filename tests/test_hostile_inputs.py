@@ -322,9 +322,11 @@ def expected_fields(fields: dict[str, str | None], position: int) -> tuple:
     )
 
 
-STG_COLUMNS = ("source_row, status, reason, patient_id, collected_at_text, analyte_code, value_text, unit, "
-               "coalesce(given_result_id, CAST(source_row AS VARCHAR)) AS result_id, "
-               "specimen_id, encounter_id, care_unit, parse_error, value_num")
+# a row's fate (stg_lab_rows) beside its trimmed texts (stg_lab_fields), by row_id
+STG_COLUMNS = ("s.source_row, s.status, s.reason, s.patient_id, t.collected_at_text, t.analyte_code, t.value_text, "
+               "t.unit, coalesce(s.given_result_id, CAST(s.source_row AS VARCHAR)) AS result_id, "
+               "s.specimen_id, s.encounter_id, s.care_unit, s.parse_error, s.value_num")
+STG_FROM = "stg_lab_rows AS s JOIN stg_lab_fields AS t ON t.row_id = s.row_id"
 
 
 def number_in(value_text: str) -> float:
@@ -360,7 +362,7 @@ def check_loaded(con, hostile: HostileFile, files) -> None:
     assert read == loaded + out_of_scope + quarantined, "the accounting identity"
     kinds = Counter(FATES[r.kind][0] for r in hostile.rows)
     assert (loaded, out_of_scope, quarantined) == (kinds["loaded"], kinds["out_of_scope"], kinds["quarantined"])
-    got = con.execute(f"SELECT {STG_COLUMNS} FROM stg_lab_rows ORDER BY source_row").fetchall()
+    got = con.execute(f"SELECT {STG_COLUMNS} FROM {STG_FROM} ORDER BY s.source_row").fetchall()
     assert [g[0] for g in got] == list(range(1, count + 1)), "one row per position, no more, no less"
     for position, (row, found) in enumerate(zip(hostile.rows, got), start=1):
         check_row(row, found, position)
@@ -440,7 +442,7 @@ def issue_rows(count: int) -> list[bytes]:
 
 
 def stg_rows(con) -> dict[int, tuple]:
-    return {r[0]: r[1:] for r in con.execute(f"SELECT {STG_COLUMNS} FROM stg_lab_rows").fetchall()}
+    return {r[0]: r[1:] for r in con.execute(f"SELECT {STG_COLUMNS} FROM {STG_FROM}").fetchall()}
 
 
 @pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["lf", "crlf"])
@@ -513,8 +515,8 @@ def test_trailing_empty_fields_do_not_hide_a_ragged_row(tmp_path, line, shifted)
     rows = [b"P1,2024-01-01 08:00:00,MG,0.8,mmol/L,R1,,,,ICU", line, b"P3,2024-01-01 10:00:00,MG,0.7,mmol/L,R3,,,,ICU"]
     assert line.count(b",") == HEADER.count(b",") + 1
     con, files = load(tmp_path / "in", b"\n".join([HEADER, *rows]) + b"\n", config_with(1.0))
-    got = con.execute("SELECT status, reason, value_text, unit, given_result_id FROM stg_lab_rows WHERE source_row = 2"
-                      ).fetchone()
+    got = con.execute(f"SELECT s.status, s.reason, t.value_text, t.unit, s.given_result_id FROM {STG_FROM} "
+                      "WHERE s.source_row = 2").fetchone()
     assert got[:2] == ("quarantined", "malformed_row"), \
         f"a row with {HEADER.count(b',') + 2} fields for {HEADER.count(b',') + 1} columns ({shifted}) was read as {got}"
 

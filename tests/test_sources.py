@@ -105,7 +105,8 @@ def test_mimic_iv_whole_blood_items_are_out_of_scope_and_plain_csv_reads(tmp_pat
         writer.writerows(rows)
     con, inputs = build("mimic-iv", root, NORMALISE_MODELS)
     got = {r[0]: (r[1], r[2]) for r in con.execute(
-        "SELECT s.analyte_code, s.status, s.fluid_class FROM stg_lab_rows AS s").fetchall()}
+        "SELECT t.analyte_code, s.status, s.fluid_class FROM stg_lab_rows AS s "
+        "JOIN stg_lab_fields AS t ON t.row_id = s.row_id").fetchall()}
     assert got["MG"] == ("loaded", "serum_plasma")
     assert got["K"] == ("out_of_scope", "whole_blood")      # 50822, blood-gas potassium
     assert got["ICA"] == ("loaded", "whole_blood")           # 50808, free calcium
@@ -183,7 +184,7 @@ def test_omop_measurements_resolve_through_concept(tmp_path):
         9: ("quarantined", "non_numeric_value"), 10: ("quarantined", "unknown_unit"),
     }
     rows = con.execute("SELECT r.result_id, r.analyte, r.value_canonical, r.censored, s.unit FROM int_lab_results AS r "
-                       "JOIN stg_lab_rows AS s USING (row_id) ORDER BY row_id").fetchall()
+                       "JOIN stg_lab_fields AS s USING (row_id) ORDER BY row_id").fetchall()
     assert rows == [("1", "MG", 1.5 * 0.4114, False, "mg/dL"), ("2", "MG", 0.70, False, "mmol/L"),
                     ("3", "MG", 1.6 * 0.4114, False, "mg/dl"), ("4", "K", 3.1, False, "meq/L"),
                     ("5", "MG", 0.5, True, "mmol/L")]

@@ -205,8 +205,9 @@ def test_every_text_column_is_trimmed_the_same_way(tmp_path):
                  atc_code=f"{TAB}c03ca01 ", route=f"{NBSP}IV", dose=f"40{TAB}", dose_unit=f" mg{NBSP}",
                  encounter_id=f"{TAB}E1", rxnorm_code=f"4603{NBSP}")])
     assert con.execute(
-        "SELECT status, analyte, fluid_class, unit, given_result_id, specimen_id, encounter_id, care_unit, "
-        "strftime(collected_at, '%Y-%m-%d %H:%M') FROM stg_lab_rows ORDER BY source_row").fetchall() == [
+        "SELECT s.status, s.analyte, s.fluid_class, t.unit, s.given_result_id, s.specimen_id, s.encounter_id, "
+        "s.care_unit, strftime(s.collected_at, '%Y-%m-%d %H:%M') FROM stg_lab_rows AS s "
+        "JOIN stg_lab_fields AS t ON t.row_id = s.row_id ORDER BY s.source_row").fetchall() == [
         ("loaded", "MG", "serum_plasma", "mg/dL", "R1", "S1", "E1", "MICU", T),
         ("out_of_scope", "K", "other", "mmol/L", None, None, None, None, T),
     ]

@@ -14,9 +14,8 @@
 -- Decisions where the plan is silent (docs/definitions.md): scope is decided first, so a row of an
 -- analyte or fluid the analysis does not use is out of scope whatever else is wrong with it; a
 -- timestamp with a UTC offset is bad_timestamp (the pipeline works in naive local time).
--- Whitespace: every text field loses the characters of params.whitespace_chars (spaces, tabs,
--- no-break and other Unicode spaces) at both ends. Spaces go first, by the plain trim; the full
--- set (a slower trim) runs only on a value that still starts or ends outside printable ASCII.
+-- Fields: read trimmed from stg_lab_fields (the whitespace rule); the texts as given (time, code,
+-- value, unit) stay there under the same row_id and are not stored again here.
 -- Numbers follow the plan's grammar (optional sign, digits with at most one decimal point,
 -- optional exponent), checked before the cast: the engine's cast also reads digit separators
 -- (1_38), NaN and inf, which are non_numeric_value. A censor sign (<, >, <=, >=) may precede it.
@@ -26,77 +25,6 @@
 -- Unit factors and plausible ranges come from the seeds unit_factors and analytes.
 with
 
-spaces_trimmed as (
-    select
-        r.row_id,
-        r.source_file,
-        r.source_row,
-        r.parse_error,
-        trim(r.patient_id) as patient_id,
-        trim(r.collected_at) as collected_at,
-        trim(r.analyte) as analyte,
-        trim(r.value) as value,
-        trim(r.unit) as unit,
-        trim(r.result_id) as result_id,
-        trim(r.specimen_id) as specimen_id,
-        trim(r.encounter_id) as encounter_id,
-        trim(r.fluid) as fluid,
-        trim(r.care_unit) as care_unit
-    from raw_labs as r
-),
-
-trimmed as (
-    -- the same pattern for every field: keep a value whose ends are printable ASCII, else trim
-    -- the whole whitespace set (the ends read with substr: left and right cost about four times as much)
-    select
-        t.row_id,
-        t.source_file,
-        t.source_row,
-        t.parse_error,
-        case when substr(t.patient_id, 1, 1) between '!' and '~' and substr(t.patient_id, -1, 1) between '!' and '~'
-            then t.patient_id else trim(t.patient_id, p.whitespace_chars) end as patient_id,
-        case when substr(t.collected_at, 1, 1) between '!' and '~' and substr(t.collected_at, -1, 1) between '!' and '~'
-            then t.collected_at else trim(t.collected_at, p.whitespace_chars) end as collected_at,
-        case when substr(t.analyte, 1, 1) between '!' and '~' and substr(t.analyte, -1, 1) between '!' and '~'
-            then t.analyte else trim(t.analyte, p.whitespace_chars) end as analyte,
-        case when substr(t.value, 1, 1) between '!' and '~' and substr(t.value, -1, 1) between '!' and '~'
-            then t.value else trim(t.value, p.whitespace_chars) end as value,
-        case when substr(t.unit, 1, 1) between '!' and '~' and substr(t.unit, -1, 1) between '!' and '~'
-            then t.unit else trim(t.unit, p.whitespace_chars) end as unit,
-        case when substr(t.result_id, 1, 1) between '!' and '~' and substr(t.result_id, -1, 1) between '!' and '~'
-            then t.result_id else trim(t.result_id, p.whitespace_chars) end as result_id,
-        case when substr(t.specimen_id, 1, 1) between '!' and '~' and substr(t.specimen_id, -1, 1) between '!' and '~'
-            then t.specimen_id else trim(t.specimen_id, p.whitespace_chars) end as specimen_id,
-        case when substr(t.encounter_id, 1, 1) between '!' and '~' and substr(t.encounter_id, -1, 1) between '!' and '~'
-            then t.encounter_id else trim(t.encounter_id, p.whitespace_chars) end as encounter_id,
-        case when substr(t.fluid, 1, 1) between '!' and '~' and substr(t.fluid, -1, 1) between '!' and '~'
-            then t.fluid else trim(t.fluid, p.whitespace_chars) end as fluid,
-        case when substr(t.care_unit, 1, 1) between '!' and '~' and substr(t.care_unit, -1, 1) between '!' and '~'
-            then t.care_unit else trim(t.care_unit, p.whitespace_chars) end as care_unit
-    from spaces_trimmed as t
-    cross join params as p
-),
-
-source_rows as (
-    select
-        t.row_id,
-        t.source_file,
-        t.source_row,
-        t.parse_error,
-        nullif(t.patient_id, '') as patient_id,
-        t.collected_at as collected_at_text,
-        upper(t.analyte) as analyte_code,
-        t.value as value_text,
-        lower(t.unit) as unit_key,
-        t.unit,
-        nullif(t.result_id, '') as given_result_id,
-        nullif(t.specimen_id, '') as specimen_id,
-        nullif(t.encounter_id, '') as encounter_id,
-        coalesce(lower(t.fluid), '') as fluid_key,
-        nullif(t.care_unit, '') as care_unit
-    from trimmed as t
-),
-
 mapped as (
     select
         s.*,
@@ -105,7 +33,7 @@ mapped as (
             when s.fluid_key = '' and nullif(c.code_fluid, '') is not null then c.code_fluid
             else coalesce(f.fluid_class, 'other')
         end as fluid_class
-    from source_rows as s
+    from stg_lab_fields as s
     left join ref_analyte_codes as c on c.code = s.analyte_code
     left join ref_fluids as f on coalesce(f.fluid, '') = s.fluid_key
 ),
@@ -153,11 +81,7 @@ converted as (
         v.source_row,
         v.parse_error,
         v.patient_id,
-        v.collected_at_text,
-        v.analyte_code,
-        v.value_text,
         v.unit_key,
-        v.unit,
         v.given_result_id,
         v.specimen_id,
         v.encounter_id,
@@ -185,22 +109,13 @@ file_ends as (
 
 repeated_ids as (
     -- result ids given more than once; aggregates and joins on narrow keys instead of window
-    -- sorts of whole rows keep this linear and light at 100M rows. Reads raw_labs itself (the same
-    -- trimming as spaces_trimmed and trimmed, so the same ids as source_rows.given_result_id): a
-    -- second reference to source_rows would make the engine materialize every row read
-    select i.given_result_id, max(i.row_id) as latest_row_id
-    from (
-        select
-            s.row_id,
-            nullif(
-                case when substr(s.result_id, 1, 1) between '!' and '~' and substr(s.result_id, -1, 1) between '!' and '~'
-                    then s.result_id else trim(s.result_id, p.whitespace_chars) end,
-                '') as given_result_id
-        from (select row_id, trim(result_id) as result_id from raw_labs) as s
-        cross join params as p
-    ) as i
-    where i.given_result_id is not null
-    group by i.given_result_id
+    -- sorts of whole rows keep this linear and light at 100M rows. Reads stg_lab_fields once more
+    -- (a view, so only the result id's trimming runs): a second reference to a CTE above would make
+    -- the engine materialize every row read
+    select given_result_id, max(row_id) as latest_row_id
+    from stg_lab_fields
+    where given_result_id is not null
+    group by given_result_id
     having count(*) > 1
 ),
 
@@ -294,15 +209,11 @@ final as (
             when d.copy_number > 1 then 'duplicate'
         end as reason,
         d.patient_id,
-        d.collected_at_text,
         d.collected_at,
-        d.analyte_code,
         d.analyte,
         d.fluid_class,
-        d.value_text,
         d.value_num,
         d.censored,
-        d.unit,
         d.factor as unit_factor,
         d.value_canonical,
         d.given_result_id,
