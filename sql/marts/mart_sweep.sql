@@ -58,10 +58,21 @@ a_cells as (
     left join a_abnormal as ab on ab.row_id = m.row_id and ab.definition_id = m.definition_id
         and ab.threshold_canonical = t.threshold_canonical
 ),
+b_index as (
+    -- this direction's index results are partners below a swept threshold: only those below the
+    -- highest of their definition are searched for magnesium
+    select p.row_id, p.patient_id, p.at_s, p.definition_id, p.v
+    from partners as p
+    inner join (
+        select definition_id, max(threshold_canonical) as max_threshold
+        from param_sweep_thresholds
+        group by definition_id
+    ) as t on t.definition_id = p.definition_id and p.v < t.max_threshold
+),
 b_near as (
     select p.row_id, p.definition_id, p.v, min(abs(m.at_s - p.at_s)) as d_mg,
         min(case when m.hypo then abs(m.at_s - p.at_s) end) as d_hypo
-    from partners as p
+    from b_index as p
     cross join reach as r
     left join mg as m on m.patient_id = p.patient_id and m.at_s between p.at_s - r.max_s and p.at_s + r.max_s
     group by p.row_id, p.definition_id, p.v
