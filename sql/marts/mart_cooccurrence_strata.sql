@@ -31,11 +31,25 @@ strata as (
     where r.row_id in (select row_id from int_index_windows)
 ),
 
-keyed as (
-    -- the answers counted once per combination of the four strata values, so each stratum below
-    -- sums these few rows instead of every index row again
+stratum_keys as (
+    -- each combination of the four strata values found, numbered, so the answers below are joined
+    -- and grouped by one number instead of four texts
+    select year_value, unit_value, age_value, sex_value,
+        row_number() over (order by year_value, unit_value, age_value, sex_value) as stratum_key
+    from (select distinct year_value, unit_value, age_value, sex_value from strata) as v
+),
+
+row_strata as (
+    select s.row_id, k.stratum_key
+    from strata as s
+    inner join stratum_keys as k
+        on k.year_value = s.year_value and k.unit_value = s.unit_value and k.age_value = s.age_value
+        and k.sex_value = s.sex_value
+),
+
+counted_by_key as (
     select
-        a.direction, a.abnormality, a.window_id, s.year_value, s.unit_value, s.age_value, s.sex_value,
+        a.direction, a.abnormality, a.window_id, r.stratum_key,
         sum(case when a.is_index then 1 else 0 end) as index_count,
         sum(case when a.is_measured then 1 else 0 end) as denominator,
         sum(case when a.is_measured and a.is_abnormal then 1 else 0 end) as numerator,
@@ -43,8 +57,15 @@ keyed as (
         sum(case when a.is_first_measured then 1 else 0 end) as first_denominator,
         sum(case when a.is_first_measured and a.is_abnormal then 1 else 0 end) as first_numerator
     from int_index_answers as a
-    inner join strata as s on s.row_id = a.row_id
-    group by a.direction, a.abnormality, a.window_id, s.year_value, s.unit_value, s.age_value, s.sex_value
+    inner join row_strata as r on r.row_id = a.row_id
+    group by a.direction, a.abnormality, a.window_id, r.stratum_key
+),
+
+keyed as (
+    select c.direction, c.abnormality, c.window_id, k.year_value, k.unit_value, k.age_value, k.sex_value,
+        c.index_count, c.denominator, c.numerator, c.first_index_count, c.first_denominator, c.first_numerator
+    from counted_by_key as c
+    inner join stratum_keys as k on k.stratum_key = c.stratum_key
 ),
 
 stratified as (

@@ -63,26 +63,6 @@ trimmed as (
     cross join params as p
 ),
 
-source_rows as (
-    select
-        t.row_id,
-        t.source_file,
-        t.source_row,
-        t.parse_error,
-        nullif(t.patient_id, '') as patient_id,
-        t.collected_at as collected_at_text,
-        upper(t.analyte) as analyte_code,
-        t.value as value_text,
-        lower(t.unit) as unit_key,
-        t.unit,
-        nullif(t.result_id, '') as given_result_id,
-        nullif(t.specimen_id, '') as specimen_id,
-        nullif(t.encounter_id, '') as encounter_id,
-        coalesce(lower(t.fluid), '') as fluid_key,
-        nullif(t.care_unit, '') as care_unit
-    from trimmed as t
-),
-
 final as (
     select
         t.row_id,
