@@ -70,8 +70,9 @@ def test_generated_data_exercise_every_fate_unit_and_drug_class(tmp_path):
                        "implausible_value", "duplicate"}
     assert scalar(con, "SELECT count(*) FROM stg_lab_rows WHERE status = 'out_of_scope'") > 0
     assert scalar(con, "SELECT count(*) FROM int_lab_results WHERE censored") > 0
-    units = {tuple(r) for r in con.execute("SELECT DISTINCT analyte, lower(unit) FROM stg_lab_rows "
-                                           "WHERE status = 'loaded' AND analyte = 'MG'").fetchall()}
+    units = {tuple(r) for r in con.execute("SELECT DISTINCT s.analyte, t.unit_key FROM stg_lab_rows AS s "
+                                           "JOIN stg_lab_fields AS t ON t.row_id = s.row_id "
+                                           "WHERE s.status = 'loaded' AND s.analyte = 'MG'").fetchall()}
     assert units == {("MG", "mg/dl"), ("MG", "mmol/l"), ("MG", "meq/l")}
     atc = {r[0] for r in con.execute("SELECT DISTINCT atc_code FROM stg_medication_rows").fetchall()}
     classes = {r[0] for r in con.execute("SELECT drug_class, pattern FROM ref_drug_classes WHERE match_type = 'atc'").fetchall()
