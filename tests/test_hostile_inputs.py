@@ -306,8 +306,9 @@ def blank_is_null(text: str | None) -> str | None:
 
 
 def expected_fields(fields: dict[str, str | None], position: int) -> tuple:
-    """stg_lab_rows' (patient_id, collected_at_text, analyte_code, value_text, unit, result_id,
-    specimen_id, encounter_id, care_unit) of a parsed row, from its fields as written."""
+    """A parsed row's (patient_id, collected_at_text, analyte_code, value_text, unit, result_id,
+    specimen_id, encounter_id, care_unit), from its fields as written: the texts are stg_lab_fields',
+    the rest stg_lab_rows' (STG_COLUMNS)."""
     analyte = trimmed(fields["analyte"])
     return (
         blank_is_null(fields["patient_id"]),

@@ -1,8 +1,9 @@
 -- int_lab_results: loaded lab results in canonical units (docs/definitions.md section 2).
 -- Grain: one row per loaded lab result (stg_lab_rows with status 'loaded'); row_id is unique.
--- Only what the analysis reads: each result's provenance as read (file, row, value text, unit,
--- unit factor, fluid) stays in stg_lab_rows under the same row_id. A view: a stored copy of every
--- loaded row cost more to write than its readers' filter on stg_lab_rows.status costs them.
+-- Only what the analysis reads: each result's provenance stays under the same row_id, as read (file,
+-- row, unit factor, fluid) in stg_lab_rows and as written (value text, unit, trimmed) in
+-- stg_lab_fields. A view: a stored copy of every loaded row cost more to write than its readers'
+-- filter on stg_lab_rows.status costs them.
 -- result_id is the id the file gave, else the row position (stg_lab_rows, Result id).
 -- result_id_num holds the result id as a number only when every loaded result id is numeric
 -- (int_result_id_kind), so that tie-breaks compare ids "as numbers when all are numeric"

@@ -33,7 +33,8 @@ strata as (
 
 stratum_keys as (
     -- each combination of the four strata values found, numbered, so the answers below are joined
-    -- and grouped by one number instead of four texts
+    -- and grouped by one number instead of four texts (no value is null: a loaded result has a
+    -- collection time, and the other three have a default)
     select year_value, unit_value, age_value, sex_value,
         row_number() over (order by year_value, unit_value, age_value, sex_value) as stratum_key
     from (select distinct year_value, unit_value, age_value, sex_value from strata) as v

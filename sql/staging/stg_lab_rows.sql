@@ -14,8 +14,8 @@
 -- Decisions where the plan is silent (docs/definitions.md): scope is decided first, so a row of an
 -- analyte or fluid the analysis does not use is out of scope whatever else is wrong with it; a
 -- timestamp with a UTC offset is bad_timestamp (the pipeline works in naive local time).
--- Fields: read trimmed from stg_lab_fields (the whitespace rule); the texts as given (time, code,
--- value, unit) stay there under the same row_id and are not stored again here.
+-- Fields: read trimmed from stg_lab_fields (the whitespace rule); the texts as read there (time,
+-- code, value, unit, trimmed) stay in that view under the same row_id and are not stored again here.
 -- Numbers follow the plan's grammar (optional sign, digits with at most one decimal point,
 -- optional exponent), checked before the cast: the engine's cast also reads digit separators
 -- (1_38), NaN and inf, which are non_numeric_value. A censor sign (<, >, <=, >=) may precede it.

@@ -5,7 +5,7 @@
 -- (start_at unreadable, or a stop_at given but unreadable: dropping it silently would lose the
 -- order's end).
 -- Whitespace: every text field loses the characters of params.whitespace_chars (spaces, tabs,
--- no-break and other Unicode spaces) at both ends, as in stg_lab_rows: spaces by the plain trim,
+-- no-break and other Unicode spaces) at both ends, as in stg_lab_fields: spaces by the plain trim,
 -- the full set only on a value that still starts or ends outside printable ASCII.
 -- A date without a time means 00:00 (plan 1.2). Medications have no out-of-scope state: rows that
 -- match no drug class are loaded and simply belong to no class.
