@@ -392,26 +392,26 @@ def unreadable_time_columns(con: duckdb.DuckDBPyConnection, staging: str) -> lis
     """The files of the staging table `staging` whose time column is unreadable throughout: a format
     problem of the whole file, not bad rows. The texts are read only for such files."""
     column, texts, text, what = TIME_COLUMNS[staging]
-    given_text = f"{text} IS NOT NULL AND {text} <> ''"
     found = []
     for (source_file,) in con.execute(f"SELECT source_file FROM {staging} GROUP BY source_file "
                                       f"HAVING count({column}) = 0 ORDER BY source_file").fetchall():
-        given = con.execute(f"SELECT count(*) FROM {texts} WHERE source_file = ? AND {given_text}",
-                            [source_file]).fetchone()[0]
-        if given:
-            first = con.execute(f"SELECT source_row, {text} FROM {texts} WHERE source_file = ? AND {given_text} "
-                                f"ORDER BY source_row LIMIT {EXAMPLE_ROWS}", [source_file]).fetchall()
-            found.append(UnreadableTimes(source_file, column, what, given, first))
+        # the first rows with a text, each with the count of all of them
+        first = con.execute(f"SELECT source_row, {text}, count(*) OVER () FROM {texts} "
+                            f"WHERE source_file = ? AND {text} IS NOT NULL AND {text} <> '' "
+                            f"ORDER BY source_row LIMIT {EXAMPLE_ROWS}", [source_file]).fetchall()
+        if first:
+            found.append(UnreadableTimes(source_file, column, what, first[0][2], [(r, t) for r, t, _ in first]))
     return found
 
 
 def _time_column_problem(con: duckdb.DuckDBPyConnection, kind: InboxTable, refuse) -> Rejection | None:
     """A time column of which no value can be read: a format problem of the whole file."""
-    found = unreadable_time_columns(con, kind.staging)  # the scratch database holds one file
+    found = unreadable_time_columns(con, kind.staging)
     if not found:
         return None
-    return refuse("time_column_unreadable", f"none of {found[0].given:,} {found[0].column} values is {found[0].what}",
-                  [f"row {r}" for r, _ in found[0].first])
+    times = found[0]  # the scratch database holds one file
+    return refuse("time_column_unreadable", f"none of {times.given:,} {times.column} values is {times.what}",
+                  [f"row {r}" for r, _ in times.first])
 
 
 def _expectation_problem(con: duckdb.DuckDBPyConnection, kind: InboxTable, config: Config,
