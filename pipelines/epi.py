@@ -387,7 +387,7 @@ def table_one(con: duckdb.DuckDBPyConnection, document: dict[str, Any], min_cell
     and each abnormality's prevalence in the co-occurrence window (copied from `cooccurrence`, result
     and patient level). A patient with both kinds of result is in both columns. Counts of
     1..min_cell-1, and a count whose complement in its column is that small, are withheld."""
-    groups = {key: _group_counts(con, cls, bands) for key, cls in TABLE_ONE_GROUPS}
+    groups = _group_counts(con, bands)
     out: list[dict[str, Any]] = []
     out.append(_count_row("magnesium results", None, "n", {k: (g["results"], None) for k, g in groups.items()},
                           min_cell))
@@ -418,35 +418,45 @@ def table_one(con: duckdb.DuckDBPyConnection, document: dict[str, Any], min_cell
             "demographics": demographics}
 
 
-def _group_counts(con: duckdb.DuckDBPyConnection, index_class: str, bands: tuple[float, ...]) -> dict[str, Any]:
-    where = "f.is_hypomagnesemia" if index_class == "hypo" else "f.is_normomagnesemia"
-    base = f"FROM int_lab_flags AS f WHERE f.analyte = 'MG' AND {where}"
-    results, patients = con.execute(f"SELECT count(*), count(DISTINCT f.patient_id) {base}").fetchone()
-    units = dict(con.execute(
-        "SELECT CASE WHEN f.care_unit IS NULL THEN 'unknown' WHEN u.patients >= p.min_cell_size THEN f.care_unit "
-        "ELSE 'other' END AS unit, count(*) FROM int_lab_flags AS f "
-        "LEFT JOIN int_care_unit_patients AS u ON u.care_unit = f.care_unit "
-        f"CROSS JOIN params AS p WHERE f.analyte = 'MG' AND {where} GROUP BY 1").fetchall())
-    exposed = dict(con.execute(
-        "SELECT x.drug_class, count(*) FILTER (WHERE x.is_exposed) FROM int_mg_exposures AS x "
-        f"JOIN int_lab_flags AS f ON f.row_id = x.row_id WHERE f.analyte = 'MG' AND {where} "
-        "GROUP BY x.drug_class").fetchall())
+# Table one's index results (int_lab_flags AS f): the magnesium results of its two classes.
+TABLE_ONE_WHERE = "WHERE f.analyte = 'MG' AND (f.is_hypomagnesemia OR f.is_normomagnesemia)"
+TABLE_ONE_CLASS = "CASE WHEN f.is_hypomagnesemia THEN 'hypo' ELSE 'normo' END"
+
+
+def _group_counts(con: duckdb.DuckDBPyConnection, bands: tuple[float, ...]) -> dict[str, dict[str, Any]]:
+    """Table one's counts of each index class (TABLE_ONE_GROUPS' keys): results, patients, care units,
+    drug class exposures, ages, age bands and sexes, by three queries over both classes."""
     classes = [r[0] for r in con.execute("SELECT DISTINCT drug_class FROM ref_drug_classes").fetchall()]
-    ages: list[tuple[float, int]] = []
-    age_bands: dict[str, int] = {}
-    sexes: dict[str, int] = {}
-    for age, sex, n in con.execute(
-            "SELECT CAST(strftime(f.collected_at, '%Y') AS DOUBLE) - d.birth_year, coalesce(d.sex, 'unknown'), count(*) "
-            "FROM int_lab_flags AS f LEFT JOIN mart_patient_demographics AS d ON d.patient_id = f.patient_id "
-            f"AND d.status = 'loaded' WHERE f.analyte = 'MG' AND {where} GROUP BY ALL").fetchall():
+    groups: dict[str, dict[str, Any]] = {
+        cls: {"results": 0, "patients": 0, "units": {}, "exposed": dict.fromkeys(classes, 0), "ages": [],
+              "bands": {}, "sexes": {}}
+        for _, cls in TABLE_ONE_GROUPS}
+    for cls, results, patients in con.execute(
+            f"SELECT {TABLE_ONE_CLASS}, count(*), count(DISTINCT f.patient_id) FROM int_lab_flags AS f "
+            f"{TABLE_ONE_WHERE} GROUP BY 1"
+    ).fetchall():
+        groups[cls]["results"], groups[cls]["patients"] = int(results), int(patients)
+    for cls, unit, age, sex, n in con.execute(
+            f"SELECT {TABLE_ONE_CLASS}, CASE WHEN f.care_unit IS NULL THEN 'unknown' "
+            "WHEN u.patients >= p.min_cell_size THEN f.care_unit ELSE 'other' END, "
+            "CAST(strftime(f.collected_at, '%Y') AS DOUBLE) - d.birth_year, coalesce(d.sex, 'unknown'), count(*) "
+            "FROM int_lab_flags AS f LEFT JOIN int_care_unit_patients AS u ON u.care_unit = f.care_unit "
+            "LEFT JOIN mart_patient_demographics AS d ON d.patient_id = f.patient_id AND d.status = 'loaded' "
+            f"CROSS JOIN params AS p {TABLE_ONE_WHERE} GROUP BY ALL").fetchall():
+        g, n = groups[cls], int(n)
+        g["units"][unit] = g["units"].get(unit, 0) + n
         band = age_band(age, bands)
-        age_bands[band] = age_bands.get(band, 0) + int(n)
-        sexes[sex] = sexes.get(sex, 0) + int(n)
+        g["bands"][band] = g["bands"].get(band, 0) + n
+        g["sexes"][sex] = g["sexes"].get(sex, 0) + n
         if band != "unknown":
-            ages.append((float(age), int(n)))
-    return {"results": int(results), "patients": int(patients), "units": {k: int(v) for k, v in units.items()},
-            "exposed": {c: int(exposed.get(c, 0)) for c in classes}, "ages": ages, "bands": age_bands,
-            "sexes": sexes}
+            g["ages"].append((float(age), n))
+    for cls, drug_class, n in con.execute(
+            f"SELECT {TABLE_ONE_CLASS}, x.drug_class, count(*) FILTER (WHERE x.is_exposed) FROM int_mg_exposures AS x "
+            f"JOIN int_lab_flags AS f ON f.row_id = x.row_id {TABLE_ONE_WHERE} "
+            "GROUP BY ALL").fetchall():
+        if drug_class in groups[cls]["exposed"]:
+            groups[cls]["exposed"][drug_class] = int(n)
+    return {key: groups[cls] for key, cls in TABLE_ONE_GROUPS}
 
 
 def _age_row(groups: dict[str, dict[str, Any]], min_cell: int) -> dict[str, Any]:
