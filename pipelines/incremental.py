@@ -168,22 +168,22 @@ def plan(con: duckdb.DuckDBPyConnection, delta: Delta) -> None:
                 [delta.rows_before["raw_labs"], delta.rows_before["raw_medications"]])
     with shadows(con, {"raw_labs": "row_id > (SELECT labs FROM _inc_before)",
                        "raw_medications": "row_id > (SELECT meds FROM _inc_before)"}):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_new_labs AS {model_sql('staging/stg_lab_parsed')}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_new_labs AS {model_sql('staging/stg_lab_rows')}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE _inc_new_meds AS {model_sql('staging/stg_medication_rows')}")
     db = _catalog(con)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {PATIENTS} AS
         SELECT patient_id FROM _inc_new_labs WHERE patient_id IS NOT NULL
         UNION SELECT patient_id FROM _inc_new_meds WHERE patient_id IS NOT NULL
-        UNION SELECT s.patient_id FROM {db}.main.stg_lab_parsed AS s
+        UNION SELECT s.patient_id FROM {db}.main.stg_lab_rows AS s
         WHERE s.patient_id IS NOT NULL AND s.given_result_id IN (SELECT given_result_id FROM _inc_new_labs)""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _inc_lab_rows AS
         SELECT row_id FROM _inc_new_labs
-        UNION SELECT row_id FROM {db}.main.stg_lab_parsed WHERE patient_id IN (SELECT patient_id FROM {PATIENTS})
-        UNION SELECT row_id FROM {db}.main.stg_lab_parsed WHERE given_result_id IN (
+        UNION SELECT row_id FROM {db}.main.stg_lab_rows WHERE patient_id IN (SELECT patient_id FROM {PATIENTS})
+        UNION SELECT row_id FROM {db}.main.stg_lab_rows WHERE given_result_id IN (
             SELECT given_result_id FROM _inc_new_labs
-            UNION SELECT given_result_id FROM {db}.main.stg_lab_parsed
+            UNION SELECT given_result_id FROM {db}.main.stg_lab_rows
             WHERE patient_id IN (SELECT patient_id FROM {PATIENTS}))""")
     con.execute("CREATE OR REPLACE TEMP TABLE _inc_med_rows AS SELECT row_id FROM _inc_new_meds")
     delta.patients = con.execute(f"SELECT count(*) FROM {PATIENTS}").fetchone()[0]

@@ -26,8 +26,6 @@ PROGRESS.setLevel(logging.INFO)
 # normalise: the fate of every input row, canonical units, the quarantine
 NORMALISE_MODELS: tuple[str, ...] = (
     "staging/stg_lab_fields",
-    "staging/stg_lab_parsed",
-    "staging/stg_lab_duplicates",
     "staging/stg_lab_rows",
     "staging/stg_medication_rows",
     "intermediate/int_result_id_kind",
@@ -70,7 +68,6 @@ BUILD_ORDER: tuple[str, ...] = NORMALISE_MODELS + FLAG_MODELS + MART_MODELS
 # query than to write once more (millions of rows each; docs/performance.md measures int_lab_flags).
 VIEWS: frozenset[str] = frozenset({
     "staging/stg_lab_fields",
-    "staging/stg_lab_rows",
     "intermediate/int_lab_results",
     "intermediate/int_lab_flags",
     "intermediate/int_result_bits",
@@ -87,11 +84,10 @@ VIEWS: frozenset[str] = frozenset({
 #   old one (each the model's own SQL on their rows only); the keys, and which rows the model keeps;
 # - whole: every other table (one-row settings, other aggregates, marts), rebuilt from the tables above.
 BY_INPUT_ROW: dict[str, str] = {
-    "staging/stg_lab_parsed": "raw_labs",
+    "staging/stg_lab_rows": "raw_labs",
     "staging/stg_medication_rows": "raw_medications",
 }
 BY_PATIENT: frozenset[str] = frozenset({
-    "staging/stg_lab_duplicates",
     "intermediate/int_calcium_corrected",
     "intermediate/int_index_windows",
     "intermediate/int_medication_classes",

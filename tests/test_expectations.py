@@ -30,12 +30,12 @@ FAILING_CASES: dict[str, tuple[str, str]] = {
     "meds_patient_id_present": ("raw_medications", "UPDATE raw_medications SET patient_id = NULL WHERE source_row = 1"),
     # normalise: every row's fate, canonical units
     "labs_result_id_conflict_within_file": (
-        "stg_lab_rows", "UPDATE stg_lab_parsed SET given_result_id = 'r1' WHERE source_row IN (1, 2)"),
+        "stg_lab_rows", "UPDATE stg_lab_rows SET given_result_id = 'r1' WHERE source_row IN (1, 2)"),
     "labs_quarantine_fraction": (
-        "stg_lab_rows", "UPDATE stg_lab_parsed SET status = 'quarantined', reason = 'non_numeric_value' "
+        "stg_lab_rows", "UPDATE stg_lab_rows SET status = 'quarantined', reason = 'non_numeric_value' "
                         "WHERE source_row <= 10"),
     "labs_out_of_scope_share_jump": (
-        "stg_lab_rows", "UPDATE stg_lab_parsed SET source_file = 'labs_later.csv', status = 'out_of_scope', "
+        "stg_lab_rows", "UPDATE stg_lab_rows SET source_file = 'labs_later.csv', status = 'out_of_scope', "
                         "reason = NULL WHERE row_id > (SELECT min(row_id) + 10 FROM stg_lab_rows)"),
     "meds_start_before_stop": (
         "stg_medication_rows", "UPDATE stg_medication_rows SET stop_at = start_at - INTERVAL 1 DAY "
@@ -45,10 +45,10 @@ FAILING_CASES: dict[str, tuple[str, str]] = {
                                "WHERE source_row = 1"),
     # int_lab_results is a view of stg_lab_rows' loaded rows
     "results_not_in_future": (
-        "int_lab_results", "UPDATE stg_lab_parsed SET collected_at = TIMESTAMP '2999-01-01 08:00' "
+        "int_lab_results", "UPDATE stg_lab_rows SET collected_at = TIMESTAMP '2999-01-01 08:00' "
                            "WHERE row_id = (SELECT min(row_id) FROM int_lab_results)"),
     "results_has_magnesium": (
-        "int_lab_results", "UPDATE stg_lab_parsed SET analyte = 'K' WHERE analyte = 'MG' AND status = 'loaded'"),
+        "int_lab_results", "UPDATE stg_lab_rows SET analyte = 'K' WHERE analyte = 'MG' AND status = 'loaded'"),
     # analyse: the marts and the published rates
     "accounting_identity": (
         "mart_row_accounting", "UPDATE mart_row_accounting SET rows_loaded = rows_loaded + 1 "

@@ -278,7 +278,7 @@ def test_a_database_that_loaded_a_rewritten_extract_under_one_name_is_relabelled
     n.night(labs={"labs.csv": [{**first[0], "value": "2.0"}, first[1]]})
     real = str(n.inbox / "labs.csv")
     with duckdb.connect(str(n.db)) as con:
-        for table in ("raw_labs", "stg_lab_parsed"):
+        for table in ("raw_labs", "stg_lab_rows"):
             con.execute(f"UPDATE {table} SET source_file = ? WHERE source_file LIKE '%(sha256 %'", [real])
         con.execute("UPDATE loaded_files SET path = ? WHERE path LIKE '%(sha256 %'", [real])
         con.execute("UPDATE hypomag_meta SET value = 'an earlier version' WHERE key = ?", [FINGERPRINT_KEY])

@@ -124,7 +124,7 @@ def test_a_broken_mart_invariant_blocks_and_examples_hide_patients(tmp_path):
                     "AND abnormality = 'hypokalemia' AND direction = 'abnormality_given_hypomg' "
                     "AND window_name = 'same_draw'")
         con.execute("UPDATE res_proportions SET prevalence = 0.5, ci_low = 0.6, ci_high = 0.7 WHERE rowid = 0")
-        con.execute("UPDATE stg_lab_parsed SET collected_at = TIMESTAMP '2999-01-01 08:00' "
+        con.execute("UPDATE stg_lab_rows SET collected_at = TIMESTAMP '2999-01-01 08:00' "
                     "WHERE status = 'loaded' AND analyte = 'MG' AND patient_id = 'p0'")
     summaries = run_suites(db, "analyse", Config())
     failures = {e["id"]: e for s in summaries for e in blocking_failures(s)}
