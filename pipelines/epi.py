@@ -13,6 +13,7 @@ Nothing here is row-level: the clustered variance reads only sums over patients 
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import duckdb
@@ -428,8 +429,8 @@ def _group_counts(con: duckdb.DuckDBPyConnection, bands: tuple[float, ...]) -> d
     drug class exposures, ages, age bands and sexes, by three queries over both classes."""
     classes = [r[0] for r in con.execute("SELECT DISTINCT drug_class FROM ref_drug_classes").fetchall()]
     groups: dict[str, dict[str, Any]] = {
-        cls: {"results": 0, "patients": 0, "units": {}, "exposed": dict.fromkeys(classes, 0), "ages": [],
-              "bands": {}, "sexes": {}}
+        cls: {"results": 0, "patients": 0, "units": Counter(), "exposed": dict.fromkeys(classes, 0), "ages": [],
+              "bands": Counter(), "sexes": Counter()}
         for _, cls in TABLE_ONE_GROUPS}
     for cls, results, patients in con.execute(
             f"SELECT {TABLE_ONE_CLASS}, count(*), count(DISTINCT f.patient_id) FROM int_lab_flags AS f "
@@ -443,11 +444,10 @@ def _group_counts(con: duckdb.DuckDBPyConnection, bands: tuple[float, ...]) -> d
             "FROM int_lab_flags AS f LEFT JOIN int_care_unit_patients AS u ON u.care_unit = f.care_unit "
             "LEFT JOIN mart_patient_demographics AS d ON d.patient_id = f.patient_id AND d.status = 'loaded' "
             f"CROSS JOIN params AS p {TABLE_ONE_WHERE} GROUP BY ALL").fetchall():
-        g, n = groups[cls], int(n)
-        g["units"][unit] = g["units"].get(unit, 0) + n
-        band = age_band(age, bands)
-        g["bands"][band] = g["bands"].get(band, 0) + n
-        g["sexes"][sex] = g["sexes"].get(sex, 0) + n
+        g, n, band = groups[cls], int(n), age_band(age, bands)
+        g["units"][unit] += n
+        g["bands"][band] += n
+        g["sexes"][sex] += n
         if band != "unknown":
             g["ages"].append((float(age), n))
     for cls, drug_class, n in con.execute(
